@@ -1,0 +1,62 @@
+"""Padding: VALID, SAME, FULL and explicit (lo, hi) pairs; fill by zeros, edge, reflection or wrap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+PADDING_NAMES = ("VALID", "SAME", "FULL")
+PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect", "wrap": "wrap"}
+
+
+def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int]]:
+    """Turn a padding spec into one (lo, hi) pair per spatial axis.
+
+    SAME pads ``D (M - 1)`` in total (``lo = total // 2``), which keeps the size at stride 1;
+    FULL pads ``D (M - 1)`` on both sides so every partial overlap is produced.
+    """
+    nd = len(window)
+    effective = [d * (k - 1) for k, d in zip(window, dilation)]
+    if isinstance(padding, str):
+        name = padding.upper()
+        if name == "VALID":
+            return [(0, 0)] * nd
+        if name == "SAME":
+            return [(e // 2, e - e // 2) for e in effective]
+        if name == "FULL":
+            return [(e, e) for e in effective]
+        raise ValueError(f"padding={padding!r} is unknown; allowed: {', '.join(PADDING_NAMES)}, an int or (lo, hi) pairs")
+    if isinstance(padding, int) and not isinstance(padding, bool):
+        pairs = [(padding, padding)] * nd
+    elif isinstance(padding, Sequence) and len(padding) == nd:
+        pairs = []
+        for p in padding:
+            if isinstance(p, int) and not isinstance(p, bool):
+                pairs.append((p, p))
+            elif isinstance(p, Sequence) and len(p) == 2 and all(isinstance(v, int) for v in p):
+                pairs.append((int(p[0]), int(p[1])))
+            else:
+                raise ValueError(f"padding={padding!r} is malformed: each axis needs an int or a (lo, hi) pair")
+    else:
+        raise ValueError(
+            f"padding={padding!r} is malformed: use {', '.join(PADDING_NAMES)}, an int, "
+            f"or {nd} ints / (lo, hi) pairs (one per spatial axis)"
+        )
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        raise ValueError(f"padding={padding!r} must not be negative")
+    return pairs
+
+
+def pad(x, pads: Sequence[tuple[int, int]], mode: str = "constant", value=0.0):
+    """Pad the spatial axes of an ``(N, *spatial, C)`` array.
+
+    Modes: "constant" (fill with ``value``), "edge" (nearest pixel), "reflect" (mirror without
+    repeating the edge pixel), "wrap" (circular).
+    """
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad_mode={mode!r} is unknown; allowed: {', '.join(PAD_MODES)}")
+    widths = [(0, 0), *[tuple(p) for p in pads], (0, 0)]
+    if mode == "constant":
+        return jnp.pad(x, widths, mode="constant", constant_values=value)
+    return jnp.pad(x, widths, mode=PAD_MODES[mode])

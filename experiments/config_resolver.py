@@ -1,0 +1,35 @@
+"""Resolve ``--config=NAME[:arg]`` to ``configs/NAME.py[:arg]``; paths pass through unchanged."""
+
+from __future__ import annotations
+
+import os
+
+import configs
+
+
+class UnknownConfigError(ValueError):
+    """A bare config name with no file in configs/."""
+
+
+def resolve_config(value: str) -> str:
+    """``lenet`` -> ``/abs/configs/lenet.py``; ``lenet:arg`` keeps ``:arg``; a path is returned as given."""
+    name, sep, arg = value.partition(":")
+    if name.endswith(".py") or os.sep in name or "/" in name:
+        return value
+    path = os.path.join(configs.CONFIG_DIR, name + ".py")
+    if not os.path.exists(path):
+        raise UnknownConfigError(
+            f"--config={value!r}: no config named {name!r}; available: {', '.join(configs.available())}"
+        )
+    return path + sep + arg
+
+
+def resolve_argv(argv: list[str]) -> list[str]:
+    """Rewrite the ``--config`` flag of ``argv`` (``--config=X`` or ``--config X``) with ``resolve_config``."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a.startswith("--config="):
+            out[i] = "--config=" + resolve_config(a[len("--config="):])
+        elif a == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+    return out
