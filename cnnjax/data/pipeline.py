@@ -3,9 +3,15 @@
 grain shuffles and batches the *indices* of a random-access source (a Feistel permutation, so the
 order is a pure function of ``(seed, epoch)``); the source then gathers the whole batch at once.
 The iterator state is just ``(epoch, batch_index)``: a resumed run starts from the same batch.
+
+Decoding can run in parallel (for image folders and TFDS sources): ``num_threads`` threads per process
+(grain ``ReadOptions``) and ``num_workers`` worker processes (grain ``mp_prefetch``); both keep the
+batch order, so results and resumption are identical to the single-threaded default.
 """
 
 from __future__ import annotations
+
+import functools
 
 import grain
 import numpy as np
@@ -16,6 +22,29 @@ def _check_batch_size(batch_size: int, n: int, what: str) -> None:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the {n} examples of the {what} data")
+
+
+def _check_workers(num_threads: int, num_workers: int) -> None:
+    for name, value in (("num_threads", num_threads), ("num_workers", num_workers)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}={value!r} must be an int >= 0")
+
+
+def _absl_flags_parsed() -> None:
+    """grain's worker processes read absl flags; outside an absl app mark them parsed (grain issue #1355)."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def _parallel(ds, num_threads: int, num_workers: int, prefetch: int):
+    """Iterate the MapDataset ``ds`` in order, computing its elements in grain threads / worker processes."""
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(num_threads, 1), prefetch_buffer_size=max(prefetch, 1)))
+    if num_workers > 0:
+        _absl_flags_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1)))
+    return it
 
 
 def _gather(source, indices):
@@ -44,38 +73,76 @@ def train_batches(
     start_batch: int = 0,
     process_index: int = 0,
     process_count: int = 1,
+    num_threads: int = 0,
+    num_workers: int = 0,
+    prefetch: int = 4,
 ):
     """Yield the shuffled batches of one epoch, starting at ``start_batch``.
 
     The permutation depends on ``(seed, epoch)`` only; each process takes its own contiguous
     shard of the permuted indices (``process_index`` of ``process_count``), so processes partition
-    the data. The last partial batch is dropped.
+    the data. The last partial batch is dropped. Batches are ``{"image": uint8 (B, H, W, C),
+    "label": int32 (B,)}``.
+
+    Args:
+      start_batch: the batch index to resume from; with ``epoch`` it is the whole iterator state.
+      num_threads, num_workers: decode with that many grain threads / worker processes (0, 0: in the
+        calling thread, the fastest for in-memory sources); the order of batches does not change.
+      prefetch: batches buffered ahead per thread pool / worker when decoding in parallel.
     """
     n = len(source)
+    if not isinstance(process_count, int) or process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index={process_index!r} must lie in [0, process_count={process_count!r})")
     _check_batch_size(batch_size, n // process_count, "training")
+    _check_workers(num_threads, num_workers)
     per_process = n // process_count
     indices = grain.MapDataset.range(n).shuffle(seed=epoch_seed(seed, epoch))
     indices = indices[process_index * per_process : (process_index + 1) * per_process]
     batches = indices.batch(batch_size, drop_remainder=True)
+    if not isinstance(start_batch, int) or not 0 <= start_batch <= len(batches):
+        raise ValueError(f"start_batch={start_batch!r} must lie in [0, {len(batches)}] (batches per epoch)")
+    if num_threads or num_workers:
+        yield from _parallel(batches[start_batch:].map(functools.partial(_gather, source)), num_threads, num_workers, prefetch)
+        return
     for b in range(start_batch, len(batches)):
         yield _gather(source, batches[b])
 
 
-def eval_batches(source, batch_size: int, *, process_index: int = 0, process_count: int = 1):
-    """Yield every example exactly once, in order, in fixed-size batches.
+def eval_batches(source, batch_size: int, *, process_index: int = 0, process_count: int = 1,
+                 num_threads: int = 0, num_workers: int = 0, prefetch: int = 4):
+    """Yield every example exactly once, in order, in fixed-size batches (never shuffled or augmented).
 
     The last batch is padded by repeating example 0, with ``mask`` 0 for the padding, so shapes
-    stay static under ``jit`` and no example is dropped.
+    stay static under ``jit`` and no example is dropped. Process ``p`` of ``process_count`` takes the
+    examples ``p, p + process_count, ...``. ``num_threads``/``num_workers`` as in ``train_batches``.
     """
     n = len(source)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive int")
+    _check_workers(num_threads, num_workers)
     own = np.arange(process_index, n, process_count)
-    for start in range(0, len(own), batch_size):
-        idx = own[start : start + batch_size]
-        valid = len(idx)
-        if valid < batch_size:
-            idx = np.concatenate([idx, np.zeros(batch_size - valid, idx.dtype)])
-        batch = _gather(source, idx)
-        batch["mask"] = (np.arange(batch_size) < valid).astype(np.float32)
-        yield batch
+    starts = list(range(0, len(own), batch_size))
+    if num_threads or num_workers:
+        ds = grain.MapDataset.source(starts).map(functools.partial(_eval_batch_at, source, own, batch_size))
+        yield from _parallel(ds, num_threads, num_workers, prefetch)
+        return
+    for start in starts:
+        yield _eval_batch(source, *_eval_block(own, batch_size, start))
+
+
+def _eval_block(own, batch_size, start):
+    idx = own[start : start + batch_size]
+    valid = len(idx)
+    if valid < batch_size:
+        idx = np.concatenate([idx, np.zeros(batch_size - valid, idx.dtype)])
+    return idx, valid
+
+
+def _eval_batch(source, idx, valid):
+    batch = _gather(source, idx)
+    batch["mask"] = (np.arange(len(idx)) < valid).astype(np.float32)
+    return batch
+
+
+def _eval_batch_at(source, own, batch_size, start):
+    return _eval_batch(source, *_eval_block(own, batch_size, start))

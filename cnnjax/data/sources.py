@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
+from typing import Protocol
 
 import numpy as np
 
+from cnnjax.data.folder import ImageFolder
 from cnnjax.data.idx import read_idx
 
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
+
+
+class Source(Protocol):
+    """What the pipeline needs from a data source (``get_batch`` is optional but faster)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]: ...
+
+    @property
+    def image_shape(self) -> tuple[int, ...]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +49,11 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(H, W, C)`` of every image."""
+        return tuple(self.images.shape[1:])
+
     def __getitem__(self, index: int):
         return self.images[index], int(self.labels[index])
 
@@ -50,13 +69,18 @@ class ArraySource:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """The splits of one data set; ``validation`` may be None."""
+    """The splits of one data set; ``validation`` may be None. Every split is a random-access source."""
 
-    train: ArraySource
-    test: ArraySource
-    validation: ArraySource | None
+    train: Source
+    test: Source
+    validation: Source | None
     num_classes: int
     class_names: tuple[str, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(H, W, C)`` of the training images."""
+        return tuple(self.train.image_shape)
 
 
 IDX_FILES = {
@@ -111,15 +135,74 @@ def _how_to_provide(dataset_name: str, data_dir: str) -> str:
     )
 
 
-def split_validation(train: ArraySource, validation_size: int, seed: int) -> tuple[ArraySource, ArraySource | None]:
-    """Hold out ``validation_size`` random training examples (a fixed permutation for ``seed``)."""
+class Subset:
+    """The examples ``indices`` of another random-access source (no copy)."""
+
+    def __init__(self, source, indices):
+        self.source = source
+        self.indices = np.asarray(indices, np.int64)
+        if self.indices.ndim != 1:
+            raise ValueError(f"indices must be 1-D, got shape {self.indices.shape}")
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(source)):
+            raise ValueError(f"indices must lie in [0, {len(source)}) for a source of {len(source)} examples")
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.source.image_shape)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.source[int(self.indices[int(index)])]
+
+    def get_batch(self, indices):
+        mapped = self.indices[np.asarray(indices)]
+        if hasattr(self.source, "get_batch"):
+            return self.source.get_batch(mapped)
+        images, labels = zip(*(self.source[int(i)] for i in mapped))
+        return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
+
+    def take(self, n: int) -> "Subset":
+        return Subset(self.source, self.indices[:n])
+
+
+def take(source, n: int):
+    """The first ``n`` examples of any source."""
+    if hasattr(source, "take"):
+        return source.take(n)
+    return Subset(source, np.arange(min(n, len(source))))
+
+
+def materialize(source) -> ArraySource:
+    """Read every example of ``source`` into memory (an ``ArraySource``)."""
+    if isinstance(source, ArraySource):
+        return source
+    batches = [_get_batch(source, np.arange(s, min(s + 1024, len(source)))) for s in range(0, len(source), 1024)]
+    return ArraySource(np.concatenate([b["image"] for b in batches]), np.concatenate([b["label"] for b in batches]))
+
+
+def _get_batch(source, indices):
+    if hasattr(source, "get_batch"):
+        return source.get_batch(indices)
+    images, labels = zip(*(source[int(i)] for i in indices))
+    return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
+
+
+def split_validation(train, validation_size: int, seed: int):
+    """Hold out ``validation_size`` random training examples (a fixed permutation for ``seed``).
+
+    Returns ``(train, validation)``; in-memory sources are sliced, others wrapped in ``Subset``.
+    """
     if validation_size <= 0:
         return train, None
     if validation_size >= len(train):
         raise ValueError(f"dataset.validation_size={validation_size} must be smaller than the {len(train)} training examples")
     order = np.random.default_rng(seed).permutation(len(train))
     held, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
-    return ArraySource(train.images[kept], train.labels[kept]), ArraySource(train.images[held], train.labels[held])
+    if isinstance(train, ArraySource):
+        return ArraySource(train.images[kept], train.labels[kept]), ArraySource(train.images[held], train.labels[held])
+    return Subset(train, kept), Subset(train, held)
 
 
 def idx_dataset(data_dir: str, name: str, class_names, validation_size=0, seed=0) -> Dataset:
@@ -142,30 +225,134 @@ def synthetic_dataset(num_train=512, num_test=128, image_shape=(28, 28, 1), num_
     return Dataset(make(num_train), make(num_test), None, num_classes, names)
 
 
-DATASETS = ("fashion_mnist", "mnist", "synthetic")
+DIGITS_TEST_SIZE = 360
+
+
+def digits_dataset() -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, no download), as uint8 ``(8, 8, 1)``.
+
+    Pixel values 0..16 are scaled to 0..255 (``round(v * 255 / 16)``). There is no official split: a fixed
+    permutation (seed 0) puts 360 images (20%) in ``test`` and 1,437 in ``train``.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int32)
+    order = np.random.default_rng(0).permutation(len(labels))
+    test, train = np.sort(order[:DIGITS_TEST_SIZE]), np.sort(order[DIGITS_TEST_SIZE:])
+    return Dataset(ArraySource(images[train], labels[train]), ArraySource(images[test], labels[test]), None,
+                   num_classes=10, class_names=tuple(str(i) for i in range(10)))
+
+
+def folder_dataset(root: str, config) -> Dataset:
+    """``folder:ROOT``: training images from ``ROOT`` (one sub-folder per class).
+
+    ``dataset.validation_split > 0`` holds out that fraction of every class as ``validation``
+    (Keras ``subset='validation'``). ``test`` is ``dataset.test_dir`` (same class folders) when given,
+    otherwise the validation subset; with neither, a ``ValueError``.
+    """
+    kwargs = dict(
+        target_size=tuple(config.get("target_size", (256, 256))),
+        color_mode=config.get("color_mode", "rgb"),
+        interpolation=config.get("interpolation", "nearest"),
+        skip_corrupt=bool(config.get("skip_corrupt", False)),
+    )
+    split = float(config.get("validation_split", 0.0))
+    seed = int(config.get("split_seed", 0))
+    test_dir = config.get("test_dir", "") or ""
+    if split > 0:
+        train = ImageFolder(root, validation_split=split, subset="training", seed=seed, **kwargs)
+        validation = ImageFolder(root, validation_split=split, subset="validation", seed=seed,
+                                 classes=list(train.class_indices), **kwargs)
+    else:
+        train, validation = ImageFolder(root, **kwargs), None
+    if test_dir:
+        test = ImageFolder(test_dir, **kwargs)
+        if list(test.class_indices) != list(train.class_indices):
+            raise ValueError(f"dataset.test_dir={test_dir!r} has classes {list(test.class_indices)}, but the training "
+                             f"folder {root!r} has {list(train.class_indices)}; they must be the same")
+    elif validation is not None:
+        test = validation
+    else:
+        raise ValueError(f"dataset.name='folder:{root}' needs a test set: set dataset.validation_split > 0 "
+                         "(the validation subset is then also the test set) or dataset.test_dir=FOLDER")
+    return Dataset(train, test, validation, train.num_classes, train.class_names)
+
+
+def tfds_dataset(name: str, config) -> Dataset:
+    """``tfds:NAME``: a prepared TFDS data set (``train`` and ``test`` splits, ``validation`` if it has one)."""
+    from cnnjax.data import tfds_source
+
+    builder = tfds_source.tfds_builder(name, config.get("data_dir") or None)
+    splits = builder.info.splits
+    if "train" not in splits:
+        raise ValueError(f"TFDS data set {name!r} has no 'train' split; splits: {list(splits)}")
+    test_split = "test" if "test" in splits else None
+    if test_split is None:
+        raise ValueError(f"TFDS data set {name!r} has no 'test' split; splits: {list(splits)}")
+    train = tfds_source.TfdsSource(builder, "train")
+    test = tfds_source.TfdsSource(builder, test_split)
+    validation = tfds_source.TfdsSource(builder, "validation") if "validation" in splits else None
+    names = tfds_source.class_names(builder)
+    return Dataset(train, test, validation, len(names), names)
+
+
+DATASETS = ("fashion_mnist", "mnist", "digits", "folder:PATH", "tfds:NAME", "synthetic")
 
 
 def get_dataset(config) -> Dataset:
-    """Build the data set named by ``config.name`` (see ``DATASETS``) from a ``dataset`` config."""
-    name = config.name
+    """Build the data set named by ``config.name`` from a ``dataset`` config.
+
+    Names: ``fashion_mnist`` (IDX files of the Debian package or ``data_dir``), ``mnist`` (IDX files in
+    ``data_dir``), ``digits`` (scikit-learn 8x8), ``folder:PATH`` (class folders, see ``folder_dataset``),
+    ``tfds:NAME`` (a prepared TFDS data set in ``data_dir`` or ``~/tensorflow_datasets``), ``synthetic``.
+    Common fields: ``validation_size`` (held out from train when the set has no validation split yet),
+    ``split_seed``, ``train_limit``/``test_limit`` (0 = all), ``cache`` (read lazy sources into memory).
+    """
+    name = str(config.name)
     validation_size = int(config.get("validation_size", 0))
     seed = int(config.get("split_seed", 0))
     if name == "fashion_mnist":
         data_dir = config.get("data_dir") or DEFAULT_FASHION_MNIST_DIR
-        ds = idx_dataset(data_dir, name, FASHION_MNIST_CLASSES, validation_size, seed)
+        ds = idx_dataset(data_dir, name, FASHION_MNIST_CLASSES)
     elif name == "mnist":
         if not config.get("data_dir"):
-            raise ValueError("dataset.name='mnist' needs --config.dataset.data_dir=FOLDER with the four MNIST IDX files")
-        ds = idx_dataset(config.data_dir, name, [str(i) for i in range(10)], validation_size, seed)
+            raise ValueError("dataset.name='mnist' needs --config.dataset.data_dir=FOLDER with the four MNIST IDX "
+                             "files (or use dataset.name='tfds:mnist' with a prepared TFDS copy)")
+        ds = idx_dataset(config.data_dir, name, [str(i) for i in range(10)])
+    elif name == "digits":
+        ds = digits_dataset()
     elif name == "synthetic":
         ds = synthetic_dataset(seed=seed)
+    elif name.startswith("folder:"):
+        root = name[len("folder:"):]
+        if not root:
+            raise ValueError("dataset.name='folder:' needs a path, e.g. 'folder:/data/cats_and_dogs/train'")
+        ds = folder_dataset(root, config)
+    elif name.startswith("tfds:"):
+        if not name[len("tfds:"):]:
+            raise ValueError("dataset.name='tfds:' needs a TFDS name, e.g. 'tfds:mnist'")
+        ds = tfds_dataset(name[len("tfds:"):], config)
     else:
         raise ValueError(f"dataset.name={name!r} is unknown; available: {', '.join(DATASETS)}")
+    if validation_size > 0:
+        if ds.validation is not None:
+            warnings.warn(f"dataset.validation_size={validation_size} ignored: {name!r} already has a validation split",
+                          stacklevel=2)
+        else:
+            train, validation = split_validation(ds.train, validation_size, seed)
+            ds = dataclasses.replace(ds, train=train, validation=validation)
     limit_train, limit_test = int(config.get("train_limit", 0)), int(config.get("test_limit", 0))
     if limit_train or limit_test:
         ds = dataclasses.replace(
             ds,
-            train=ds.train.take(limit_train) if limit_train else ds.train,
-            test=ds.test.take(limit_test) if limit_test else ds.test,
+            train=take(ds.train, limit_train) if limit_train else ds.train,
+            test=take(ds.test, limit_test) if limit_test else ds.test,
+        )
+    if config.get("cache", False):
+        ds = dataclasses.replace(
+            ds, train=materialize(ds.train), test=materialize(ds.test),
+            validation=None if ds.validation is None else materialize(ds.validation),
         )
     return ds
