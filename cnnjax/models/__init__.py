@@ -1,19 +1,50 @@
-"""Flax networks and a name -> constructor registry: ``get_model(name, num_classes=..., **kwargs)``."""
+"""Flax networks and a name -> constructor registry: ``get_model(name, num_classes=..., **kwargs)``.
+
+Every model is called as ``model.apply(variables, images, train=bool)`` (NHWC float input) and returns
+float32 logits; models with BatchNorm keep its statistics in the ``batch_stats`` collection. Every model
+takes ``conv=`` (a conv-variant spec, see :mod:`cnnjax.models.common`).
+"""
 
 from __future__ import annotations
 
-from cnnjax.models.lenet import LeNet5
+from cnnjax.models.dilated import DilatedCNN
+from cnnjax.models.inception import InceptionModule, SmallGoogLeNet
+from cnnjax.models.lenet import LeNet5, LeNet5Classic
+from cnnjax.models.resnet import ResidualBlock, ResNet, TransferNet, cifar_resnet, imagenet_resnet
+
+RESNETS = {f"resnet{d}": imagenet_resnet(d) for d in (18, 34, 50, 101, 152)}
+RESNETS.update({f"resnet{d}": cifar_resnet(d) for d in (20, 32, 44, 56, 110)})
 
 MODELS = {
     "lenet5": LeNet5,
+    "lenet5_classic": LeNet5Classic,
+    **RESNETS,
+    "inception": SmallGoogLeNet,
+    "dilated_cnn": DilatedCNN,
+    "transfer": TransferNet,
 }
 
 
 def get_model(name: str, num_classes: int = 10, **kwargs):
-    """Build the model registered under ``name``."""
+    """Build the model registered under ``name`` (see ``MODELS``)."""
     if name not in MODELS:
         raise ValueError(f"model.name={name!r} is unknown; available: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes=num_classes, **kwargs)
+    try:
+        return MODELS[name](num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"model {name!r}: bad keyword argument in {sorted(kwargs)}: {e}") from None
 
 
-__all__ = ["MODELS", "LeNet5", "get_model"]
+__all__ = [
+    "MODELS",
+    "RESNETS",
+    "DilatedCNN",
+    "InceptionModule",
+    "LeNet5",
+    "LeNet5Classic",
+    "ResNet",
+    "ResidualBlock",
+    "SmallGoogLeNet",
+    "TransferNet",
+    "get_model",
+]

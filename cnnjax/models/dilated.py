@@ -1,0 +1,86 @@
+"""Seed 001's example network: dilated 3x3 convs, 3x3/2 max-pools, a dense logistic output.
+
+The seed's neon program::
+
+    Conv(fshape=(3, 3, 32), padding=2, strides=1, dilation=2, activation=Rectlin())
+    Pooling(fshape=(3, 3), padding=1, strides=2, op='max')
+    Conv(fshape=(3, 3, 64), padding=2, strides=1, dilation=2, activation=Rectlin())
+    Pooling(fshape=(3, 3), padding=1, strides=2, op='max')
+    Affine(nout=class_count, activation=Logistic())      cost: CrossEntropyBinary
+
+How the output is meant to be used: the model returns the Affine layer's pre-activation ``z`` (float32
+logits), like every model in the zoo, so the standard softmax cross-entropy training loop works as is.
+The seed's form is one independent logistic unit per class, ``p_k = sigmoid(z_k)``, trained with binary
+cross-entropy against one-hot targets: :func:`binary_cross_entropy` (numerically stable, on logits) and
+:func:`class_probabilities`. The predicted class is ``argmax z`` either way. The seed's input
+normaliser (``divisor=128``, for 0..255 pixels) is not needed here: cnnjax images are already in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from cnnjax.layers import he_normal
+from cnnjax.models.common import MaxPool, check_conv_variant, check_input, make_conv
+
+
+def binary_cross_entropy(logits, labels, num_classes: int | None = None):
+    """Seed 001's cost: mean over examples of ``sum_k BCE(sigmoid(z_k), onehot_k)``.
+
+    ``labels``: integer class ids ``(N,)`` (one-hot encoded here) or targets ``(N, K)`` in [0, 1].
+    """
+    logits = jnp.asarray(logits, jnp.float32)
+    labels = jnp.asarray(labels)
+    if labels.ndim == logits.ndim - 1:
+        labels = jax.nn.one_hot(labels, num_classes or logits.shape[-1])
+    if labels.shape != logits.shape:
+        raise ValueError(f"labels.shape={labels.shape} must be (N,) class ids or match logits.shape={logits.shape}")
+    return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1))
+
+
+def class_probabilities(logits):
+    """The Logistic output units: ``sigmoid(z_k)``, independent per class (they need not sum to 1)."""
+    return jax.nn.sigmoid(logits)
+
+
+class DilatedCNN(nn.Module):
+    """Seed 001's example net (see the module docstring). Returns float32 logits ``z``.
+
+    ``conv`` (default "dilated:2", the seed's conv) switches conv2, and conv1 too when ``conv_stem``
+    (default True: in the seed both convs are dilated); with ``conv_stem=False`` conv1 stays "dilated:2".
+    """
+
+    num_classes: int = 10
+    conv: str = "dilated:2"
+    conv_stem: bool = True
+    widths: tuple[int, int] = (32, 64)
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        del train
+        switched = [("conv2", self.widths[0], self.widths[1])]
+        if self.conv_stem:
+            switched.insert(0, ("conv1", x.shape[-1], self.widths[0]))
+        check_conv_variant(self.conv, "dilated_cnn", switched)
+        check_input(x, "dilated_cnn", 1)
+        x = x.astype(self.dtype)
+        stem = self.conv if self.conv_stem else "dilated:2"
+        x = nn.relu(
+            make_conv(stem, self.widths[0], 3, padding="SAME", dtype=self.dtype, name="conv1", kernel_init=he_normal)(x)
+        )
+        x = MaxPool(3, 2, 1, name="pool1")(x)
+        x = nn.relu(
+            make_conv(
+                self.conv, self.widths[1], 3, padding="SAME", dtype=self.dtype, name="conv2", kernel_init=he_normal
+            )(x)
+        )
+        x = MaxPool(3, 2, 1, name="pool2")(x)
+        x = x.reshape(x.shape[0], -1)
+        z = nn.Dense(self.num_classes, kernel_init=nn.initializers.xavier_uniform(), dtype=self.dtype, name="output")(x)
+        return z.astype(jnp.float32)
