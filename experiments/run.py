@@ -1,10 +1,14 @@
-"""Train one experiment: ``python -m experiments.run --config=lenet [--config.x=y] [--workdir=DIR]``."""
+"""Train one experiment: ``python -m experiments.run --config=lenet [--config.x=y] [--workdir=DIR]``.
+
+Several processes (hosts) train one model together when given ``--num_processes``, ``--process_id`` and
+``--coordinator_address`` (or JAX's own environment variables for them).
+"""
 
 from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.config_resolver import UnknownConfigError, resolve_argv
@@ -12,6 +16,9 @@ from experiments.config_resolver import UnknownConfigError, resolve_argv
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config name in configs/ (e.g. lenet) or path[:arg].", lock_config=True)
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for a multi-process run.")
+flags.DEFINE_integer("num_processes", 1, "Number of processes in a multi-process run.")
+flags.DEFINE_integer("process_id", 0, "This process's index in a multi-process run.")
 
 
 def default_workdir(argv: list[str]) -> str:
@@ -24,10 +31,18 @@ def default_workdir(argv: list[str]) -> str:
 
 def main(argv):
     del argv
-    from cnnjax.training import train_and_evaluate
-
+    if FLAGS.verbosity == 0:  # absl's default: keep the libraries' INFO chatter (orbax) off the terminal
+        logging.set_verbosity(logging.WARNING)
     if FLAGS.config is None:
         raise app.UsageError("--config=NAME is required")
+    if FLAGS.num_processes > 1:
+        from cnnjax.training.mesh import initialize_distributed
+
+        if not FLAGS.coordinator_address:
+            raise app.UsageError("--num_processes > 1 needs --coordinator_address=HOST:PORT")
+        initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    from cnnjax.training import train_and_evaluate
+
     train_and_evaluate(FLAGS.config, FLAGS.workdir or default_workdir(sys.argv))
 
 
@@ -38,7 +53,7 @@ def run():
         sys.exit(f"error: {e}")
     try:
         app.run(main)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, FloatingPointError) as e:
         sys.exit(f"error: {e}")
 
 

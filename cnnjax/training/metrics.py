@@ -1,4 +1,4 @@
-"""Metrics in the workdir: JSON lines (``metrics.jsonl``) and a terminal progress bar."""
+"""Metrics in the workdir: JSON lines (``metrics.jsonl``) and TensorBoard event files (``tensorboard/``)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,48 @@ def to_python(value):
 
 
 class MetricWriter:
-    """Appends one JSON object per call to ``workdir/metrics.jsonl``."""
+    """Appends one JSON object per record to ``metrics.jsonl`` and mirrors scalars to TensorBoard."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, tensorboard: bool = True, enabled: bool = True):
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+        self._tb = None
+        if enabled and tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records newer than ``step`` (written after the checkpoint a resumed run starts from)."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(self.path, "w") as f:
+            f.writelines(kept)
 
     def write(self, step: int, split: str, metrics: dict) -> None:
-        record = {"step": int(step), "split": split, "time": time.time(), **to_python(metrics)}
+        if not self.enabled:
+            return
+        metrics = to_python(metrics)
+        record = {"step": int(step), "split": split, "time": time.time(), **metrics}
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    self._tb.add_scalar(f"{split}/{k}", v, int(step))
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """All records of ``workdir/metrics.jsonl``."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def write_json(path: str, obj) -> None:

@@ -13,47 +13,85 @@ def preprocess(images, dtype=jnp.float32):
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
-    """Mean softmax cross-entropy ``-sum_k q_k log softmax(z)_k`` with optional label smoothing."""
+    """Per-example softmax cross-entropy ``-sum_k q_k log softmax(z)_k``, with label smoothing
+    ``q = (1 - s) onehot + s / K``."""
     num_classes = logits.shape[-1]
     targets = jax.nn.one_hot(labels, num_classes)
     if label_smoothing:
         targets = targets * (1 - label_smoothing) + label_smoothing / num_classes
-    return optax.softmax_cross_entropy(logits, targets)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def train_step(state, batch, label_smoothing: float = 0.0):
-    """One gradient step; returns the new state and ``{"loss", "accuracy"}`` of the batch."""
+def top_k_correct(logits, labels, k: int):
+    """1.0 where the label is among the ``k`` largest logits, else 0.0."""
+    if k == 1:
+        return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    top = jax.lax.top_k(logits, k)[1]
+    return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def train_step(state, batch, *, label_smoothing: float = 0.0, augment_fn=None, ema_decay: float = 0.0):
+    """One gradient step; returns the new state and ``{"loss", "accuracy"}`` of the batch.
+
+    The step's randomness is ``fold_in(state.rng, step)``: split into the augmentation key (one key
+    per image inside ``augment_fn``) and the dropout key.
+    """
     rng = jax.random.fold_in(state.rng, state.step)
+    aug_rng, dropout_rng = jax.random.split(rng)
     images = preprocess(batch["image"])
+    if augment_fn is not None:
+        images = augment_fn(aug_rng, images)
 
     def loss_fn(params):
         variables = {**state.variables(), "params": params}
         if state.batch_stats:
             logits, updates = state.apply_fn(
-                variables, images, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+                variables, images, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"]
             )
         else:
-            logits, updates = state.apply_fn(variables, images, train=True, rngs={"dropout": rng}), {}
+            logits, updates = state.apply_fn(variables, images, train=True, rngs={"dropout": dropout_rng}), {}
         loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
         return loss, (logits, updates)
 
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates_tx, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates_tx)
+    ema = state.ema_params
+    if ema is not None:
+        ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
     new_state = state.replace(
         step=state.step + 1,
         params=params,
         opt_state=opt_state,
         batch_stats=updates.get("batch_stats", state.batch_stats),
+        ema_params=ema,
     )
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    accuracy = jnp.mean(top_k_correct(logits, batch["label"], 1))
     return new_state, {"loss": loss, "accuracy": accuracy}
 
 
-def eval_step(state, batch):
-    """Sums over the valid examples of a batch: ``loss_sum``, ``correct``, ``count``."""
-    logits = state.apply_fn(state.variables(), preprocess(batch["image"]), train=False)
+def new_train_sums():
+    """Running sums of one epoch's train metrics, kept on the device (see ``train_step_and_sum``)."""
+    return {"loss": jnp.zeros((), jnp.float32), "accuracy": jnp.zeros((), jnp.float32),
+            "count": jnp.zeros((), jnp.int32), "first_nonfinite_step": jnp.full((), -1, jnp.int32)}
+
+
+def train_step_and_sum(state, sums, batch, **step_kwargs):
+    """``train_step`` plus the epoch's running sums and the first step whose loss was NaN or Inf."""
+    step = state.step
+    state, metrics = train_step(state, batch, **step_kwargs)
+    bad = ~jnp.isfinite(metrics["loss"])
+    first = jnp.where((sums["first_nonfinite_step"] < 0) & bad, step + 1, sums["first_nonfinite_step"])
+    sums = {"loss": sums["loss"] + metrics["loss"], "accuracy": sums["accuracy"] + metrics["accuracy"],
+            "count": sums["count"] + 1, "first_nonfinite_step": first}
+    return state, sums, metrics
+
+
+def eval_step(state, batch, *, use_ema: bool = False, top_k: tuple[int, ...] = (1,)):
+    """Sums over the valid (``mask`` = 1) examples of a batch: ``loss_sum``, ``correct_top{k}``, ``count``."""
+    logits = state.apply_fn(state.variables(use_ema), preprocess(batch["image"]), train=False)
     mask = batch["mask"]
-    loss = cross_entropy(logits, batch["label"])
-    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return {"loss_sum": jnp.sum(loss * mask), "correct": jnp.sum(correct * mask), "count": jnp.sum(mask)}
+    out = {"loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask), "count": jnp.sum(mask)}
+    for k in top_k:
+        out[f"correct_top{k}"] = jnp.sum(top_k_correct(logits, batch["label"], k) * mask)
+    return out

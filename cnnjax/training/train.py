@@ -1,8 +1,15 @@
-"""``train_and_evaluate(config, workdir)``: the training loop, evaluation and the run summary."""
+"""``train_and_evaluate(config, workdir)``: the training loop, checkpoints, evaluation and the summary.
+
+Data flow: config -> data source -> grain batches (uint8 NHWC, this process's shard) -> global arrays
+sharded over the mesh's ``data`` axis -> jitted, donated step -> metrics.jsonl / TensorBoard /
+checkpoints / summary.json in the workdir. A restarted run resumes from the newest readable checkpoint,
+at the exact batch where it stopped, and ends with the same numbers as an uninterrupted run.
+"""
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 
@@ -14,10 +21,16 @@ from tqdm.auto import tqdm
 from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
 from cnnjax.data.sources import get_dataset
 from cnnjax.models import get_model
-from cnnjax.training.metrics import MetricWriter, write_json
-from cnnjax.training.optimizers import make_optimizer
+from cnnjax.training import mesh as mesh_lib
+from cnnjax.training.checkpoint import Checkpoints, abstract_tree
+from cnnjax.training.metrics import MetricWriter, to_python, write_json
+from cnnjax.training.optimizers import freeze, make_optimizer
 from cnnjax.training.state import TrainState
-from cnnjax.training.steps import eval_step, train_step
+from cnnjax.training.steps import eval_step, new_train_sums, train_step_and_sum
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf."""
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -25,12 +38,14 @@ def prepare_workdir(workdir: str) -> str:
     workdir = os.path.abspath(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise PermissionError(f"workdir={workdir!r} is not writable ({e.strerror}); choose another with --workdir=DIR") from e
+        raise PermissionError(
+            f"workdir={workdir!r} is not writable ({e.strerror}); choose another with --workdir=DIR"
+        ) from e
     return workdir
 
 
@@ -39,106 +54,252 @@ def count_params(params) -> int:
     return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
-def create_train_state(config, model, image_shape, total_steps: int) -> TrainState:
-    """Initialise parameters from ``config.seed`` and build the optimizer."""
+def build_model(config, num_classes: int):
+    """The model named by ``config.model.name`` with ``config.model.kwargs``; bf16 compute on request."""
+    kwargs = dict(config.model.get("kwargs", {}) or {})
+    precision = config.get("mixed_precision", "")
+    if precision:
+        if precision != "bfloat16":
+            raise ValueError(f"mixed_precision={precision!r} is unknown; allowed: '' (float32), 'bfloat16'")
+        kwargs["dtype"] = jnp.bfloat16
+    return get_model(config.model.name, num_classes=num_classes, **kwargs)
+
+
+def create_train_state(config, model, image_shape, total_steps: int, steps_per_epoch: int = 1,
+                       trainable_mask=None) -> TrainState:
+    """Initialise parameters from ``config.seed`` (float32) and build the optimizer."""
     rng = jax.random.PRNGKey(config.seed)
-    init_rng, state_rng = jax.random.split(rng)
-    variables = model.init({"params": init_rng}, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    tx = make_optimizer(config.optimizer, total_steps)
+    init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        {"params": init_rng, "dropout": dropout_rng}, jnp.zeros((1, *image_shape), jnp.float32)
+    )
+    tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
+    if trainable_mask is not None:
+        tx = freeze(tx, trainable_mask)
     params = variables["params"]
+    ema = params if float(config.get("ema_decay", 0.0)) > 0 else None
     return TrainState(
         step=jnp.asarray(0, jnp.int32),
         params=params,
         batch_stats=variables.get("batch_stats", {}),
         opt_state=tx.init(params),
         rng=state_rng,
+        ema_params=ema,
         apply_fn=model.apply,
         tx=tx,
     )
 
 
-def evaluate(eval_fn, state, source, batch_size: int) -> dict:
-    """Loss and accuracy over every example of ``source`` (none dropped)."""
+def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,)) -> dict:
+    """Loss and top-k accuracy over every example of ``source`` (none dropped, none repeated).
+
+    Each process evaluates its own strided shard; every process runs the same number of batches
+    (padding batches are fully masked).
+    """
+    pc, pi = jax.process_count(), jax.process_index()
+    local = batch_size // pc
+    num_batches = math.ceil(math.ceil(len(source) / pc) / local)
     totals = None
-    for batch in eval_batches(source, batch_size):
-        out = eval_fn(state, batch)
+    batches = eval_batches(source, local, process_index=pi, process_count=pc)
+    for i in range(num_batches):
+        batch = next(batches, None)
+        if batch is None:  # this process has run out: a fully masked batch keeps collectives in step
+            batch = next(eval_batches(source, local))
+            batch["mask"] = np.zeros_like(batch["mask"])
+        out = eval_fn(state, mesh_lib.shard_batch(batch, mesh))
         totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
     totals = jax.device_get(totals)
     count = float(totals["count"])
-    return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count, "count": int(count)}
+    result = {"loss": float(totals["loss_sum"]) / count, "count": int(count)}
+    for k in top_k:
+        result["accuracy" if k == 1 else f"top{k}_accuracy"] = float(totals[f"correct_top{k}"]) / count
+    return result
+
+
+def _validate(config, dataset):
+    num_epochs = config.num_epochs
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
+        raise ValueError(f"num_epochs={num_epochs!r} must be an int >= 1")
+    batch_size = config.batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
+    if batch_size > len(dataset.train):
+        raise ValueError(f"batch_size={batch_size} is larger than the {len(dataset.train)} training examples "
+                         f"of {config.dataset.name}")
+
+
+def _make_augment_fn(config):
+    if not config.get("augment"):
+        return None
+    from cnnjax.data.augment import make_augmentation
+
+    return make_augmentation(config.augment)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Train ``config.model`` on ``config.dataset``; write config, metrics and summary to ``workdir``."""
+    """Train ``config.model`` on ``config.dataset``; write config, metrics, checkpoints, summary to ``workdir``.
+
+    Returns the summary (also in ``workdir/summary.json``).
+    """
     workdir = prepare_workdir(workdir)
-    write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    lead = jax.process_index() == 0
     dataset = get_dataset(config.dataset)
-    batch_size = int(config.batch_size)
-    num_epochs = int(config.num_epochs)
-    if num_epochs < 1:
-        raise ValueError(f"num_epochs={num_epochs} must be >= 1")
-    if batch_size > len(dataset.train):
-        raise ValueError(f"batch_size={batch_size} is larger than the {len(dataset.train)} training examples")
-    steps = steps_per_epoch(len(dataset.train), batch_size)
-    total_steps = steps * num_epochs
-    model = get_model(config.model.name, num_classes=dataset.num_classes, **config.model.get("kwargs", {}))
-    image_shape = dataset.train.images.shape[1:]
-    state = create_train_state(config, model, image_shape, total_steps)
-    num_params = count_params(state.params)
-
-    label_smoothing = float(config.get("label_smoothing", 0.0))
-    step_fn = jax.jit(functools.partial(train_step, label_smoothing=label_smoothing), donate_argnums=0)
-    eval_fn = jax.jit(eval_step)
-    writer = MetricWriter(workdir)
+    _validate(config, dataset)
+    mesh = mesh_lib.make_mesh()
+    batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
     eval_batch_size = int(config.get("eval_batch_size", 1000))
+    mesh_lib.check_batch_size(batch_size, mesh)
+    mesh_lib.check_batch_size(eval_batch_size, mesh, "eval_batch_size")
+    pc, pi = jax.process_count(), jax.process_index()
+    steps = steps_per_epoch(len(dataset.train), batch_size // pc, pc)
+    total_steps = steps * num_epochs
 
+    model = build_model(config, dataset.num_classes)
+    image_shape = tuple(dataset.train[0][0].shape)
+    trainable_mask = None
+    state = create_train_state(config, model, image_shape, total_steps, steps, trainable_mask)
+    num_params = count_params(state.params)
+    identity = {"model": config.model.name, "num_params": num_params, "image_shape": list(image_shape),
+                "num_classes": dataset.num_classes, "optimizer": config.optimizer.name}
+
+    if lead:
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    writer = MetricWriter(workdir, tensorboard=bool(config.get("tensorboard", True)), enabled=lead)
+    checkpoints = Checkpoints(workdir, keep=int(config.get("checkpoint_keep", 2)))
+
+    # Resume: the newest readable checkpoint gives the state, the batch to continue from and the sums.
+    epoch, start_batch, sums = 0, 0, new_train_sums()
+    history = {"train_time_s": 0.0, "images_seen": 0, "best_validation_accuracy": None}
+    restored = checkpoints.restore_latest(abstract_tree(state.checkpoint_tree()), identity)
+    if restored is not None:
+        tree, data = restored
+        state = state.from_checkpoint_tree(tree)
+        epoch, start_batch = data["epoch"], data["batch"]
+        sums = {k: jnp.asarray(v, new_train_sums()[k].dtype) for k, v in data["sums"].items()}
+        history = data["history"]
+        writer.truncate_after(int(state.step))
+        if lead:
+            print(f"resumed from the checkpoint at step {int(state.step)} (epoch {epoch + 1}, batch {start_batch})",
+                  flush=True)
+
+    state = mesh_lib.replicate(state, mesh)
+    sums = mesh_lib.replicate(sums, mesh)
+    augment_fn = _make_augment_fn(config)
+    step_fn = jax.jit(
+        functools.partial(train_step_and_sum, label_smoothing=float(config.get("label_smoothing", 0.0)),
+                          augment_fn=augment_fn, ema_decay=float(config.get("ema_decay", 0.0))),
+        donate_argnums=(0, 1),
+    )
+    top_k = (1, 5) if dataset.num_classes > 10 else (1,)
+    eval_fn = jax.jit(functools.partial(eval_step, use_ema=bool(config.get("eval_with_ema", False)), top_k=top_k))
+
+    try:
+        return _train_loop(config, workdir, dataset, mesh, state, sums, history, epoch, start_batch, steps,
+                           step_fn, eval_fn, top_k, identity, num_params, writer, checkpoints)
+    finally:
+        checkpoints.close()
+        writer.close()
+
+
+def check_finite(sums, checkpoints: Checkpoints) -> None:
+    """Raise ``NonFiniteLossError`` naming the first step whose loss was NaN or Inf."""
+    bad = int(jax.device_get(sums["first_nonfinite_step"]))
+    if bad >= 0:
+        last = checkpoints.latest.latest_step()
+        raise NonFiniteLossError(
+            f"the training loss became NaN or Inf at step {bad}; stopping. "
+            + (f"The last good checkpoint (step {last}) is kept in {checkpoints.latest.directory}."
+               if last is not None else "No checkpoint had been written yet.")
+        )
+
+
+def save_checkpoint(checkpoints: Checkpoints, state, sums, epoch: int, batch: int, history: dict,
+                    identity: dict) -> None:
+    """Save the state and where the data iterator stands (epoch, next batch), after a finiteness check."""
+    check_finite(sums, checkpoints)
+    data = to_python({"epoch": epoch, "batch": batch, "sums": jax.device_get(sums), "history": history,
+                      "identity": identity})
+    checkpoints.save(int(jax.device_get(state.step)), state.checkpoint_tree(), data)
+
+
+def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoch, start_batch, steps, step_fn,
+                eval_fn, top_k, identity, num_params, writer, checkpoints) -> dict:
+    lead = jax.process_index() == 0
+    pc, pi = jax.process_count(), jax.process_index()
+    batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
+    eval_batch_size = int(config.get("eval_batch_size", 1000))
+    every = int(config.get("checkpoint_every_steps", 0))
     start = time.perf_counter()
-    train_time = 0.0
-    images_seen = 0
-    for epoch in range(num_epochs):
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{num_epochs}", unit="step", leave=False,
-                   disable=not config.get("progress_bar", True))
-        epoch_start = time.perf_counter()
-        sums = {"loss": jnp.zeros(()), "accuracy": jnp.zeros(())}
-        for i, batch in enumerate(train_batches(dataset.train, batch_size, seed=config.seed, epoch=epoch)):
-            state, metrics = step_fn(state, batch)
-            sums = jax.tree_util.tree_map(jnp.add, sums, metrics)
-            images_seen += batch_size
+    for epoch in range(first_epoch, num_epochs):
+        bar = tqdm(total=steps, initial=start_batch, desc=f"epoch {epoch + 1}/{num_epochs}", unit="step",
+                   leave=False, disable=not (lead and config.get("progress_bar", True)))
+        t0, done_here = time.perf_counter(), 0
+        batches = train_batches(dataset.train, batch_size // pc, seed=config.seed, epoch=epoch,
+                                start_batch=start_batch, process_index=pi, process_count=pc)
+        for i, batch in enumerate(batches, start=start_batch):
+            state, sums, metrics = step_fn(state, sums, mesh_lib.shard_batch(batch, mesh))
+            done_here += 1
+            if every and (i + 1) % every == 0 and i + 1 < steps:
+                history["train_time_s"] += time.perf_counter() - t0
+                history["images_seen"] += done_here * batch_size
+                t0, done_here = time.perf_counter(), 0
+                save_checkpoint(checkpoints, state, sums, epoch, i + 1, history, identity)
             if i % 20 == 0 or i == steps - 1:
-                elapsed = time.perf_counter() - epoch_start
-                bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", img_s=f"{(i + 1) * batch_size / max(elapsed, 1e-9):,.0f}")
+                bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
+                                img_s=f"{done_here * batch_size / max(time.perf_counter() - t0, 1e-9):,.0f}")
             bar.update(1)
-        jax.block_until_ready(state.params)
-        epoch_time = time.perf_counter() - epoch_start
-        train_time += epoch_time
+        jax.block_until_ready(state)
+        history["train_time_s"] += time.perf_counter() - t0
+        history["images_seen"] += done_here * batch_size
         bar.close()
-        train_metrics = {k: float(v) / steps for k, v in sums.items()}
-        train_metrics["images_per_s"] = steps * batch_size / epoch_time
-        writer.write(int(state.step), "train", {"epoch": epoch + 1, **train_metrics})
-        line = f"epoch {epoch + 1}/{num_epochs}: train loss {train_metrics['loss']:.4f} acc {train_metrics['accuracy']:.4f}"
+        check_finite(sums, checkpoints)
+        host_sums = jax.device_get(sums)
+        count = max(int(host_sums["count"]), 1)
+        train_metrics = {"epoch": epoch + 1, "loss": float(host_sums["loss"]) / count,
+                         "accuracy": float(host_sums["accuracy"]) / count}
+        writer.write(int(state.step), "train", train_metrics)
+        line = (f"epoch {epoch + 1}/{num_epochs}: train loss {train_metrics['loss']:.4f} "
+                f"acc {train_metrics['accuracy']:.4f}")
+        sums = mesh_lib.replicate(new_train_sums(), mesh)
+        start_batch = 0
+        val = None
         if dataset.validation is not None:
-            val = evaluate(eval_fn, state, dataset.validation, eval_batch_size)
+            val = evaluate(eval_fn, state, dataset.validation, eval_batch_size, mesh, top_k)
             writer.write(int(state.step), "validation", {"epoch": epoch + 1, **val})
+            best = history["best_validation_accuracy"]
+            history["best_validation_accuracy"] = val["accuracy"] if best is None else max(best, val["accuracy"])
             line += f", validation acc {val['accuracy']:.4f}"
-        print(line + f" ({train_metrics['images_per_s']:,.0f} images/s)", flush=True)
+        save_checkpoint(checkpoints, state, sums, epoch + 1, 0, history, identity)
+        if val is not None:
+            checkpoints.save_best(int(state.step), state.checkpoint_tree(),
+                                  to_python({"epoch": epoch + 1, "identity": identity, "validation": val}),
+                                  val["accuracy"])
+        if lead:
+            rate = history["images_seen"] / max(history["train_time_s"], 1e-9)
+            print(line + f" ({rate:,.0f} images/s)", flush=True)
 
-    test = evaluate(eval_fn, state, dataset.test, eval_batch_size)
+    test = evaluate(eval_fn, state, dataset.test, eval_batch_size, mesh, top_k)
     writer.write(int(state.step), "test", test)
-    wall = time.perf_counter() - start
     summary = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "test_count": test["count"],
+        "best_validation_accuracy": history["best_validation_accuracy"],
         "num_params": num_params,
         "epochs": num_epochs,
-        "steps": int(state.step),
-        "wall_time_s": wall,
-        "train_images_per_s": images_seen / train_time,
+        "steps": int(jax.device_get(state.step)),
+        "wall_time_s": time.perf_counter() - start,  # this process's time since it (re)started
+        "train_time_s": history["train_time_s"],
+        "train_images_per_s": history["images_seen"] / max(history["train_time_s"], 1e-9),
         "model": config.model.name,
         "dataset": config.dataset.name,
         "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "processes": pc,
     }
-    write_json(os.path.join(workdir, "summary.json"), summary)
-    print(f"test accuracy {test['accuracy']:.4f} on {test['count']} images; {num_params:,} parameters; "
-          f"{wall:.1f} s; summary in {os.path.join(workdir, 'summary.json')}", flush=True)
+    summary.update({f"test_{k}": v for k, v in test.items() if k.startswith("top")})
+    if lead:
+        write_json(os.path.join(workdir, "summary.json"), summary)
+        print(f"test accuracy {test['accuracy']:.4f} on {test['count']} images; {num_params:,} parameters; "
+              f"{summary['wall_time_s']:.1f} s; summary in {os.path.join(workdir, 'summary.json')}", flush=True)
     return summary
