@@ -1,5 +1,23 @@
 """Flax modules that wrap the pure ops: they own parameters, the op does the computation."""
 
-from cnnjax.layers.conv import Conv, he_normal
+from cnnjax.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, he_normal
+from cnnjax.layers.local import LocallyConnected
+from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, SumPool
+from cnnjax.layers.variants import CONV_VARIANTS, conv_layer, parse_conv_variant
 
-__all__ = ["Conv", "he_normal"]
+__all__ = [
+    "Conv",
+    "ConvTranspose",
+    "DepthwiseConv",
+    "SeparableConv",
+    "LocallyConnected",
+    "MaxPool",
+    "AvgPool",
+    "SumPool",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "CONV_VARIANTS",
+    "conv_layer",
+    "parse_conv_variant",
+    "he_normal",
+]

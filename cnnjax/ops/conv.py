@@ -9,30 +9,79 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from cnnjax.ops.padding import normalize_padding, pad
+from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
-_DIMENSION_NUMBERS = {
+DIMENSION_NUMBERS = {
     1: ("NWC", "WIO", "NWC"),
     2: ("NHWC", "HWIO", "NHWC"),
     3: ("NDHWC", "DHWIO", "NDHWC"),
 }
+_DIMENSION_NUMBERS = DIMENSION_NUMBERS  # backwards-compatible alias
 
 
-def as_tuple(value, n: int, name: str) -> tuple[int, ...]:
-    """Broadcast an int or a length-``n`` sequence of positive ints to a tuple; validate it."""
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        values = (value,) * n
-    elif isinstance(value, Sequence) and len(value) == n and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_tuple(value, n: int, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """Broadcast an int or a length-``n`` sequence of ints to a tuple; each must be >= ``minimum``."""
+    if _is_int(value):
+        values = (int(value),) * n
+    elif (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == n
+        and all(_is_int(v) for v in value)
     ):
-        values = tuple(value)
+        values = tuple(int(v) for v in value)
     else:
-        raise ValueError(f"{name}={value!r} must be an int or a sequence of {n} ints")
-    if any(v < 1 for v in values):
-        raise ValueError(f"{name}={value!r} must be >= 1 in every spatial dimension")
+        raise ValueError(f"{name}={value!r} must be an int or a sequence of {n} ints (one per spatial axis)")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name}={value!r} must be >= {minimum} in every spatial dimension")
     return values
+
+
+def check_positive_int(value, name: str) -> int:
+    """A Python / NumPy int >= 1."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive int")
+    return int(value)
+
+
+def check_window_fits(spatial, window, dilations, pads, what: str = "kernel") -> None:
+    """Raise if a (dilated) window is larger than the padded input on some axis."""
+    for axis, (size, k, d, (lo, hi)) in enumerate(zip(spatial, window, dilations, pads)):
+        if size + lo + hi < d * (k - 1) + 1:
+            raise ValueError(
+                f"{what} of size {k} (dilation {d}, extent {d * (k - 1) + 1}) on spatial axis {axis} is larger "
+                f"than the padded input {size} + {lo} + {hi} = {size + lo + hi}"
+            )
+
+
+def floating_input(x, kernel):
+    """Make ``x`` floating (uint8 / int images become the kernel's float type, or float32)."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    dtype = kernel.dtype if jnp.issubdtype(kernel.dtype, jnp.inexact) else jnp.float32
+    return x.astype(dtype)
+
+
+def check_ranks(x, kernel, kernel_extra_axes: int = 2, layout: str = "(*k, C_in/groups, C_out)") -> int:
+    """Number of spatial axes (1 to 3) implied by ``kernel``; ``x`` must be ``(N, *spatial, C)``."""
+    nd = kernel.ndim - kernel_extra_axes
+    if nd not in DIMENSION_NUMBERS:
+        raise ValueError(
+            f"kernel.shape={kernel.shape} must have {kernel_extra_axes + 1} to {kernel_extra_axes + 3} axes {layout}"
+        )
+    if x.ndim != nd + 2:
+        raise ValueError(
+            f"x.shape={x.shape} has rank {x.ndim} but kernel.shape={kernel.shape} needs rank {nd + 2} "
+            f"(N, {nd} spatial axes, C)"
+        )
+    return nd
 
 
 def conv(
@@ -48,35 +97,36 @@ def conv(
 ):
     """N-d convolution (cross-correlation) with bias, for 1-D, 2-D and 3-D inputs.
 
-    Seeds 000/001/003: ``Y[n, p, k] = sum_{u, m} X[n, p*S + u*D, m] F[u, m, k] + b[k]`` — for a single
-    map ``(I*F)[m, n] = sum_ij w[i, j] x[m+i-1, n+j-1] + b``; with ``groups=g`` the input and output
-    channels are split in ``g`` groups and group ``j`` of the output only sees group ``j`` of the input.
+    Seeds 000/001/003/004: ``Y[n, p, k] = sum_{u, m} X[n, p*S + u*D, m] F[u, m, k] + b[k]`` — for a single
+    map ``(I*F)[m, n] = sum_ij w[i, j] x[m+i-1, n+j-1] + b``, for many maps
+    ``Y^k_ij = sum_m sum_uv X^m_{i+u-1, j+v-1} F^{mk}_uv + b^k`` (no kernel flip). With ``groups=g``
+    (seed 004, grouped convolution) the input and output channels are split in ``g`` groups and group
+    ``s`` of the output only sees group ``s`` of the input. Dilation ``D`` inserts ``D - 1`` zeros between
+    kernel taps (seed 001/004, atrous convolution).
     Output size per axis: ``floor((H + P_lo + P_hi - D (M - 1) - 1) / S) + 1``.
 
     Args:
-      x: ``(N, *spatial, C_in)``, with 1 to 3 spatial axes.
+      x: ``(N, *spatial, C_in)``, with 1 to 3 spatial axes. Integer inputs (uint8 images) are converted
+        to the kernel's float type.
       kernel: ``(*k, C_in // groups, C_out)``.
       bias: optional ``(C_out,)``.
       stride, dilation: int or one int per spatial axis, >= 1.
       padding: "VALID", "SAME", "FULL", an int, or one int / (lo, hi) pair per spatial axis.
       groups: number of channel groups; must divide ``C_in`` and ``C_out``.
-      pad_mode: how padded cells are filled: "constant" (zeros), "edge", "reflect", "wrap".
+      pad_mode: how padded cells are filled: "constant" (zeros), "edge" (nearest pixel), "reflect"
+        (mirror without repeating the edge), "wrap" (circular).
 
     Returns:
-      ``(N, *out_spatial, C_out)``.
+      ``(N, *out_spatial, C_out)`` in ``x``'s (floating) dtype.
+
+    Raises:
+      ValueError: rank mismatch, bad stride / dilation / groups / padding / pad_mode, or a kernel larger
+        than the padded input — all before any tracing.
     """
     x = jnp.asarray(x)
     kernel = jnp.asarray(kernel)
-    nd = kernel.ndim - 2
-    if nd not in _DIMENSION_NUMBERS:
-        raise ValueError(f"kernel.shape={kernel.shape} must have 3 to 5 axes (*k, C_in/groups, C_out)")
-    if x.ndim != nd + 2:
-        raise ValueError(
-            f"x.shape={x.shape} has rank {x.ndim} but kernel.shape={kernel.shape} needs rank {nd + 2} "
-            f"(N, {nd} spatial axes, C)"
-        )
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups={groups!r} must be a positive int")
+    nd = check_ranks(x, kernel)
+    groups = check_positive_int(groups, "groups")
     c_in, c_out = x.shape[-1], kernel.shape[-1]
     if c_in % groups:
         raise ValueError(f"groups={groups} must divide in_channels={c_in}")
@@ -89,31 +139,24 @@ def conv(
         )
     strides = as_tuple(stride, nd, "stride")
     dilations = as_tuple(dilation, nd, "dilation")
-    window = kernel.shape[:nd]
-    pads = normalize_padding(padding, window, dilations)
-    spatial = x.shape[1:-1]
-    for axis, (size, k, d, (lo, hi)) in enumerate(zip(spatial, window, dilations, pads)):
-        if size + lo + hi < d * (k - 1) + 1:
-            raise ValueError(
-                f"kernel of size {k} (dilation {d}) on axis {axis} is larger than the padded input "
-                f"{size} + {lo} + {hi}"
-            )
+    check_pad_mode(pad_mode)
+    pads = normalize_padding(padding, kernel.shape[:nd], dilations)
+    check_window_fits(x.shape[1:-1], kernel.shape[:nd], dilations, pads)
     if bias is not None:
         bias = jnp.asarray(bias)
         if bias.shape != (c_out,):
             raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    x = floating_input(x, kernel)
     if pad_mode != "constant" and any(lo or hi for lo, hi in pads):
         x = pad(x, pads, mode=pad_mode)
         pads = [(0, 0)] * nd
-    elif pad_mode != "constant":
-        pad(x[:1, ...], pads, mode=pad_mode)  # validates the mode name
     y = lax.conv_general_dilated(
         x,
         kernel.astype(x.dtype) if x.dtype != kernel.dtype else kernel,
         window_strides=strides,
         padding=pads,
         rhs_dilation=dilations,
-        dimension_numbers=_DIMENSION_NUMBERS[nd],
+        dimension_numbers=DIMENSION_NUMBERS[nd],
         feature_group_count=groups,
         precision=lax.Precision.HIGHEST,
     )

@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 PADDING_NAMES = ("VALID", "SAME", "FULL")
 PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect", "wrap": "wrap"}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int]]:
@@ -15,6 +20,8 @@ def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -
 
     SAME pads ``D (M - 1)`` in total (``lo = total // 2``), which keeps the size at stride 1;
     FULL pads ``D (M - 1)`` on both sides so every partial overlap is produced.
+    Explicit: an int (all sides), one int per axis, or one ``(lo, hi)`` pair per axis; with one
+    spatial axis a bare ``(lo, hi)`` pair is accepted too.
     """
     nd = len(window)
     effective = [d * (k - 1) for k, d in zip(window, dilation)]
@@ -26,15 +33,24 @@ def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -
             return [(e // 2, e - e // 2) for e in effective]
         if name == "FULL":
             return [(e, e) for e in effective]
-        raise ValueError(f"padding={padding!r} is unknown; allowed: {', '.join(PADDING_NAMES)}, an int or (lo, hi) pairs")
-    if isinstance(padding, int) and not isinstance(padding, bool):
-        pairs = [(padding, padding)] * nd
+        raise ValueError(
+            f"padding={padding!r} is unknown; allowed: {', '.join(PADDING_NAMES)}, an int or (lo, hi) pairs"
+        )
+    if _is_int(padding):
+        pairs = [(int(padding), int(padding))] * nd
+    elif (
+        nd == 1
+        and isinstance(padding, Sequence)
+        and len(padding) == 2
+        and all(_is_int(v) for v in padding)
+    ):
+        pairs = [(int(padding[0]), int(padding[1]))]
     elif isinstance(padding, Sequence) and len(padding) == nd:
         pairs = []
         for p in padding:
-            if isinstance(p, int) and not isinstance(p, bool):
-                pairs.append((p, p))
-            elif isinstance(p, Sequence) and len(p) == 2 and all(isinstance(v, int) for v in p):
+            if _is_int(p):
+                pairs.append((int(p), int(p)))
+            elif isinstance(p, Sequence) and len(p) == 2 and all(_is_int(v) for v in p):
                 pairs.append((int(p[0]), int(p[1])))
             else:
                 raise ValueError(f"padding={padding!r} is malformed: each axis needs an int or a (lo, hi) pair")
@@ -48,14 +64,25 @@ def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -
     return pairs
 
 
+def check_pad_mode(mode) -> str:
+    """Validate a pad_mode name."""
+    if not isinstance(mode, str) or mode not in PAD_MODES:
+        raise ValueError(f"pad_mode={mode!r} is unknown; allowed: {', '.join(PAD_MODES)}")
+    return mode
+
+
 def pad(x, pads: Sequence[tuple[int, int]], mode: str = "constant", value=0.0):
     """Pad the spatial axes of an ``(N, *spatial, C)`` array.
 
     Modes: "constant" (fill with ``value``), "edge" (nearest pixel), "reflect" (mirror without
     repeating the edge pixel), "wrap" (circular).
     """
-    if mode not in PAD_MODES:
-        raise ValueError(f"pad_mode={mode!r} is unknown; allowed: {', '.join(PAD_MODES)}")
+    check_pad_mode(mode)
+    x = jnp.asarray(x)
+    if len(pads) != x.ndim - 2 or any(len(p) != 2 or p[0] < 0 or p[1] < 0 for p in pads):
+        raise ValueError(
+            f"pads={pads!r} must be {x.ndim - 2} non-negative (lo, hi) pairs for x.shape={x.shape} (N, *spatial, C)"
+        )
     widths = [(0, 0), *[tuple(p) for p in pads], (0, 0)]
     if mode == "constant":
         return jnp.pad(x, widths, mode="constant", constant_values=value)
