@@ -79,9 +79,10 @@ def train_batches(
 ):
     """Yield the shuffled batches of one epoch, starting at ``start_batch``.
 
-    The permutation depends on ``(seed, epoch)`` only; each process takes its own contiguous
-    shard of the permuted indices (``process_index`` of ``process_count``), so processes partition
-    the data. The last partial batch is dropped. Batches are ``{"image": uint8 (B, H, W, C),
+    The permutation depends on ``(seed, epoch)`` only. It is cut into global batches of
+    ``batch_size * process_count`` examples, and process ``process_index`` takes its contiguous slice of
+    every global batch: processes partition the data, and a multi-process run trains on exactly the
+    global batches a single process would see. The last partial batch is dropped. Batches are ``{"image": uint8 (B, H, W, C),
     "label": int32 (B,)}``.
 
     Args:
@@ -95,10 +96,9 @@ def train_batches(
         raise ValueError(f"process_index={process_index!r} must lie in [0, process_count={process_count!r})")
     _check_batch_size(batch_size, n // process_count, "training")
     _check_workers(num_threads, num_workers)
-    per_process = n // process_count
     indices = grain.MapDataset.range(n).shuffle(seed=epoch_seed(seed, epoch))
-    indices = indices[process_index * per_process : (process_index + 1) * per_process]
-    batches = indices.batch(batch_size, drop_remainder=True)
+    lo, hi = process_index * batch_size, (process_index + 1) * batch_size
+    batches = indices.batch(batch_size * process_count, drop_remainder=True).map(lambda g: g[lo:hi])
     if not isinstance(start_batch, int) or not 0 <= start_batch <= len(batches):
         raise ValueError(f"start_batch={start_batch!r} must lie in [0, {len(batches)}] (batches per epoch)")
     if num_threads or num_workers:
