@@ -150,7 +150,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     eval_batch_size = int(config.get("eval_batch_size", 1000))
     mesh_lib.check_batch_size(batch_size, mesh)
     mesh_lib.check_batch_size(eval_batch_size, mesh, "eval_batch_size")
-    pc, pi = jax.process_count(), jax.process_index()
+    pc = jax.process_count()
     steps = steps_per_epoch(len(dataset.train), batch_size // pc, pc)
     total_steps = steps * num_epochs
 
