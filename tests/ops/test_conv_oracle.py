@@ -1,0 +1,213 @@
+"""conv, depthwise_conv, separable_conv against PyTorch (F.pad + F.conv1d/2d/3d) and NumPy loops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cnnjax import ops
+from tests.ops.oracle import examples, numpy_conv_loops, torch_conv
+
+
+def SETTINGS(n):
+    return settings(max_examples=examples(n), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def conv_case(draw, pad_modes=("constant", "edge", "reflect", "wrap"), max_nd=3):
+    nd = draw(st.integers(1, max_nd))
+    small = nd == 3
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    c_in = groups * draw(st.integers(1, 2 if small else 3))
+    c_out = groups * draw(st.integers(1, 2 if small else 3))
+    window = tuple(draw(st.integers(1, 3 if small else 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2 if small else 3)) for _ in range(nd))
+    pad_mode = draw(st.sampled_from(pad_modes))
+    padding_kind = draw(st.sampled_from(["VALID", "SAME", "FULL", "int", "pairs"]))
+    if padding_kind == "int":
+        padding = draw(st.integers(0, 2))
+        pads = [(padding, padding)] * nd
+    elif padding_kind == "pairs":
+        pads = [(draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(nd)]
+        padding = pads
+    else:
+        padding = padding_kind
+        eff = [d * (k - 1) for k, d in zip(window, dilation)]
+        pads = {
+            "VALID": [(0, 0)] * nd,
+            "SAME": [(e // 2, e - e // 2) for e in eff],
+            "FULL": [(e, e) for e in eff],
+        }[padding_kind]
+    spatial = []
+    for k, d, (lo, hi) in zip(window, dilation, pads):
+        need = max(1, d * (k - 1) + 1 - lo - hi, max(lo, hi) + 1 if pad_mode != "constant" else 1)
+        spatial.append(need + draw(st.integers(0, 2 if small else 5)))
+    batch = draw(st.integers(1, 2))
+    use_bias = draw(st.booleans())
+    seed = draw(st.integers(0, 2**16))
+    return dict(
+        x_shape=(batch, *spatial, c_in),
+        k_shape=(*window, c_in // groups, c_out),
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        pads=pads,
+        groups=groups,
+        pad_mode=pad_mode,
+        use_bias=use_bias,
+        seed=seed,
+    )
+
+
+def _arrays(case, dtype):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.uniform(-1, 1, case["x_shape"]).astype(dtype)
+    k = rng.uniform(-1, 1, case["k_shape"]).astype(dtype)
+    b = rng.uniform(-1, 1, case["k_shape"][-1]).astype(dtype) if case["use_bias"] else None
+    return x, k, b
+
+
+def _check_conv(case, dtype, tol):
+    x, k, b = _arrays(case, dtype)
+    got = ops.conv(
+        x,
+        k,
+        b,
+        stride=case["stride"],
+        padding=case["padding"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+        pad_mode=case["pad_mode"],
+    )
+    assert got.dtype == dtype
+    want = torch_conv(
+        x,
+        k,
+        b,
+        stride=case["stride"],
+        pads=case["pads"],
+        dilation=case["dilation"],
+        groups=case["groups"],
+        pad_mode=case["pad_mode"],
+    )
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, rtol=tol, atol=tol)
+
+
+@SETTINGS(20)
+@given(conv_case())
+def test_conv_matches_torch_float32(case):
+    _check_conv(case, np.float32, 1e-5)
+
+
+@SETTINGS(15)
+@given(conv_case())
+def test_conv_matches_torch_float64(case):
+    with jax.enable_x64(True):
+        _check_conv(case, np.float64, 1e-10)
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(conv_case(pad_modes=("constant",), max_nd=2))
+def test_conv_matches_numpy_loops(case):
+    """A second, torch-free oracle: the lecture formula as loops (float64)."""
+    x, k, b = _arrays(case, np.float64)
+    with jax.enable_x64(True):
+        got = ops.conv(
+            x, k, b, stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"]
+        )
+    want = numpy_conv_loops(x, k, b, stride=case["stride"], pads=case["pads"], dilation=case["dilation"],
+                            groups=case["groups"])
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
+def test_pad_modes_match_torch_f_pad(mode):
+    from tests.ops.oracle import from_torch_x, to_torch_x, torch_pad
+
+    x = np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3)
+    pads = [(2, 1), (3, 0)]
+    got = ops.pad(x, pads, mode=mode)
+    want = from_torch_x(torch_pad(to_torch_x(x), pads, mode))
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_pad_mode_semantics_by_hand():
+    x = jnp.asarray([1.0, 2.0, 3.0]).reshape(1, 3, 1)
+    row = lambda mode: np.asarray(ops.pad(x, [(2, 2)], mode=mode))[0, :, 0].tolist()  # noqa: E731
+    assert row("constant") == [0, 0, 1, 2, 3, 0, 0]
+    assert row("edge") == [1, 1, 1, 2, 3, 3, 3]  # nearest pixel
+    assert row("reflect") == [3, 2, 1, 2, 3, 2, 1]  # mirror without repeating the edge
+    assert row("wrap") == [2, 3, 1, 2, 3, 1, 2]  # circular
+
+
+# ------------------------------------------------------------------------------ depthwise / separable
+
+
+@st.composite
+def depthwise_case(draw):
+    nd = draw(st.integers(1, 2))
+    c = draw(st.integers(1, 4))
+    mult = draw(st.integers(1, 3))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = draw(st.integers(1, 2))
+    dilation = draw(st.integers(1, 2))
+    padding = draw(st.sampled_from(["VALID", "SAME", 1]))
+    spatial = tuple(dilation * (k - 1) + 1 + draw(st.integers(0, 4)) for k in window)
+    return dict(nd=nd, c=c, mult=mult, window=window, stride=stride, dilation=dilation, padding=padding,
+                spatial=spatial, k_out=draw(st.integers(1, 4)), seed=draw(st.integers(0, 2**16)))
+
+
+@SETTINGS(12)
+@given(depthwise_case())
+def test_depthwise_equals_per_channel_loop_and_torch(case):
+    rng = np.random.default_rng(case["seed"])
+    c, mult = case["c"], case["mult"]
+    x = rng.uniform(-1, 1, (2, *case["spatial"], c)).astype(np.float32)
+    k = rng.uniform(-1, 1, (*case["window"], c, mult)).astype(np.float32)
+    b = rng.uniform(-1, 1, c * mult).astype(np.float32)
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    got = np.asarray(ops.depthwise_conv(x, k, b, **kw))
+    assert got.shape[-1] == c * mult
+    # per-channel loop: channel m, multiplier j -> output channel m * mult + j, an ordinary 1-channel conv
+    for m in range(c):
+        for j in range(mult):
+            single = ops.conv(x[..., m : m + 1], k[..., m : m + 1, j : j + 1], b[m * mult + j : m * mult + j + 1], **kw)
+            np.testing.assert_allclose(got[..., m * mult + j], np.asarray(single)[..., 0], rtol=1e-6, atol=1e-6)
+    # torch: groups = channels, weight (C*mult, 1, *k)
+    grouped = k.reshape(*case["window"], 1, c * mult)
+    pads = ops.normalize_padding(case["padding"], case["window"], (case["dilation"],) * case["nd"])
+    want = torch_conv(x, grouped, b, stride=case["stride"], pads=pads, dilation=case["dilation"], groups=c)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@SETTINGS(12)
+@given(depthwise_case())
+def test_separable_equals_depthwise_then_pointwise(case):
+    rng = np.random.default_rng(case["seed"])
+    c, mult, k_out = case["c"], case["mult"], case["k_out"]
+    x = rng.uniform(-1, 1, (2, *case["spatial"], c)).astype(np.float32)
+    dw = rng.uniform(-1, 1, (*case["window"], c, mult)).astype(np.float32)
+    pw = rng.uniform(-1, 1, (c * mult, k_out)).astype(np.float32)
+    b = rng.uniform(-1, 1, k_out).astype(np.float32)
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    got = ops.separable_conv(x, dw, pw, b, **kw)
+    z = ops.depthwise_conv(x, dw, **kw)
+    want = ops.conv(z, pw.reshape((1,) * case["nd"] + pw.shape), b)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # the 1x1-kernel spelling of the pointwise weights is accepted too
+    got4 = ops.separable_conv(x, dw, pw.reshape((1,) * case["nd"] + pw.shape), b, **kw)
+    np.testing.assert_array_equal(np.asarray(got4), np.asarray(got))
+
+
+def test_depthwise_is_grouped_conv_with_groups_equal_channels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 6, 6, 4)).astype(np.float32)
+    k = rng.normal(size=(3, 3, 4, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        ops.depthwise_conv(x, k, padding="SAME"), ops.conv(x, k.reshape(3, 3, 1, 4), groups=4, padding="SAME"),
+        rtol=1e-6,
+    )
