@@ -54,7 +54,9 @@ def parse_conv_variant(spec: str, model: str = "model") -> tuple[str, int]:
     if kind not in KNOWN_VARIANTS:
         raise ValueError(f"{model}: conv={spec!r} is unknown; allowed: {allowed}")
     if kind in ("grouped", "dilated"):
-        if not sep or not arg.isdigit() or int(arg) < 1:
+        if not sep:
+            return kind, 2  # bare "grouped" / "dilated" mean ":2", as in cnnjax.layers.conv_layer
+        if not arg.isdigit() or int(arg) < 1:
             letter = "G" if kind == "grouped" else "D"
             raise ValueError(f"{model}: conv={spec!r} needs a positive integer, e.g. '{kind}:2' ({kind}:{letter})")
         return kind, int(arg)

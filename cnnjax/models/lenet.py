@@ -15,7 +15,15 @@ import numpy as np
 
 from cnnjax.layers import he_normal
 from cnnjax.layers.partial import LENET5_C3_TABLE, PartialConv, validate_table
-from cnnjax.models.common import AvgPool, MaxPool, check_conv_variant, check_input, make_conv, min_input_size
+from cnnjax.models.common import (
+    AvgPool,
+    MaxPool,
+    check_conv_variant,
+    check_input,
+    make_conv,
+    min_input_size,
+    parse_conv_variant,
+)
 
 
 class LeNet5(nn.Module):
@@ -31,8 +39,8 @@ class LeNet5(nn.Module):
     dtype: Any = jnp.float32
 
     def _dilation(self) -> int:
-        kind, n = self.conv.partition(":")[0], self.conv.partition(":")[2]
-        return int(n) if kind == "dilated" else 1
+        kind, n = parse_conv_variant(self.conv, "lenet5")
+        return n if kind == "dilated" else 1
 
     def min_input_size(self) -> int:
         d = self._dilation()

@@ -1,0 +1,381 @@
+"""Model zoo: exact parameter counts, shapes, jit + gradients, BatchNorm modes, conv switch, bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.models import MODELS, get_model
+from cnnjax.models.common import count_params, min_input_size
+
+KEY = jax.random.PRNGKey(0)
+
+
+def abstract_init(model, shape):
+    return jax.eval_shape(lambda: model.init(KEY, jnp.zeros(shape, jnp.float32), train=False))
+
+
+@pytest.mark.parametrize(
+    "name, classes, shape, expected",
+    [
+        ("lenet5", 10, (1, 28, 28, 1), 61_706),
+        ("lenet5_classic", 10, (1, 28, 28, 1), 60_000),
+        ("resnet18", 1000, (1, 224, 224, 3), 11_689_512),
+        ("resnet34", 1000, (1, 224, 224, 3), 21_797_672),
+        ("resnet50", 1000, (1, 224, 224, 3), 25_557_032),
+        ("resnet101", 1000, (1, 224, 224, 3), 44_549_160),
+        ("resnet152", 1000, (1, 224, 224, 3), 60_192_808),
+        # He et al. 2016 quote 0.27M / 0.46M / 0.66M / 0.85M / 1.7M.
+        ("resnet20", 10, (1, 32, 32, 3), 269_722),
+        ("resnet32", 10, (1, 32, 32, 3), 464_154),
+        ("resnet44", 10, (1, 32, 32, 3), 658_586),
+        ("resnet56", 10, (1, 32, 32, 3), 853_018),
+        ("resnet110", 10, (1, 32, 32, 3), 1_727_962),
+    ],
+)
+def test_exact_parameter_counts(name, classes, shape, expected):
+    variables = abstract_init(get_model(name, num_classes=classes), shape)
+    assert count_params(variables["params"]) == expected
+
+
+def test_cifar_counts_round_to_the_papers_figures():
+    quoted = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85, "resnet110": 1.7}
+    for name, millions in quoted.items():
+        n = count_params(abstract_init(get_model(name), (1, 32, 32, 3))["params"])
+        assert round(n / 1e6, 2 if millions < 1 else 1) == millions, name
+
+
+def test_resnet_batch_stats_are_not_params():
+    variables = abstract_init(get_model("resnet18", num_classes=1000), (1, 64, 64, 3))
+    # 2 statistics per BN channel: stem 64, blocks, downsample BNs.
+    assert count_params(variables["batch_stats"]) > 0
+    assert "batch_stats" not in jax.tree_util.tree_structure(variables["params"]).__repr__()
+
+
+def test_lenet5_classic_layer_parameters():
+    params = abstract_init(get_model("lenet5_classic"), (1, 32, 32, 1))["params"]
+    per_layer = {k: count_params(v) for k, v in params.items()}
+    assert per_layer == {"C1": 156, "S2": 12, "C3": 1_516, "S4": 32, "C5": 48_120, "F6": 10_164}
+
+
+# Small instances of every registered model (fewer / narrower stages where configurable), with an input they accept.
+SMALL = {
+    "lenet5": ({}, (2, 28, 28, 1)),
+    "lenet5_classic": ({}, (2, 28, 28, 1)),
+    "resnet18": ({"stem": "cifar", "widths": (4, 8), "stage_sizes": (1, 1), "stem_width": 4}, (2, 12, 12, 1)),
+    "resnet50": ({"widths": (2, 4), "stage_sizes": (1, 1), "stem_width": 4}, (2, 16, 16, 3)),
+    "resnet20": ({"stage_sizes": (1, 1, 1)}, (2, 8, 8, 3)),
+    "inception": ({"stem_width": 8, "blocks": ((4, 2, 4, 2, 4, 4), "M", (4, 2, 4, 2, 4, 4))}, (2, 12, 12, 1)),
+    "dilated_cnn": ({"widths": (4, 8)}, (2, 12, 12, 1)),
+    "transfer": ({"backbone": "resnet20", "backbone_kwargs": {"stage_sizes": (1, 1, 1)}}, (2, 8, 8, 3)),
+}
+
+
+def make_small(name, **extra):
+    kwargs, shape = SMALL[name]
+    return get_model(name, num_classes=7, **{**kwargs, **extra}), shape
+
+
+def loss_fn(model, params, rest, x, labels, train):
+    variables = {"params": params, **rest}
+    if train and "batch_stats" in rest:
+        logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    else:
+        logits = model.apply(variables, x, train=train)
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)), logits
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_forward_jit_and_gradients(name):
+    model, shape = make_small(name)
+    x = jax.random.uniform(jax.random.PRNGKey(1), shape)
+    labels = jnp.arange(shape[0]) % 7
+    variables = model.init(KEY, x, train=False)
+    params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+    step = jax.jit(jax.value_and_grad(lambda p: loss_fn(model, p, rest, x, labels, True), has_aux=True))
+    (loss, logits), grads = step(params)  # jit + gradients, train mode
+    assert logits.shape == (shape[0], 7) and logits.dtype == jnp.float32
+    assert np.isfinite(float(loss))
+    leaves = jax.tree_util.tree_leaves(grads)
+    assert all(np.all(np.isfinite(g)) for g in leaves)
+    # Every parameter tensor gets some gradient (nothing is disconnected).
+    assert sum(float(jnp.sum(jnp.abs(g))) > 0 for g in leaves) == len(leaves)
+    assert model.apply(variables, x, train=False).shape == (shape[0], 7)
+
+
+def test_every_registered_model_is_covered():
+    covered = set(SMALL) | {"resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110"}
+    assert set(MODELS) == covered
+
+
+# ------------------------------------------------------------------------------------------- BatchNorm
+
+
+@pytest.mark.parametrize("name", ["resnet20", "inception"])
+def test_batchnorm_train_vs_eval(name):
+    model, shape = make_small(name)
+    x = jax.random.normal(jax.random.PRNGKey(2), shape) * 3 + 1
+    variables = model.init(KEY, x, train=False)
+    stats0 = variables["batch_stats"]
+    # Train mode: batch statistics, running averages updated (momentum 0.9 as PyTorch's 0.1).
+    y_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), stats0, updates["batch_stats"])
+    assert all(jax.tree_util.tree_leaves(changed))
+    # Train mode: an example's output depends on the rest of the batch; eval mode: it does not.
+    y_train_single, _ = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])
+    assert not np.allclose(y_train[:1], y_train_single, atol=1e-4)
+    y_eval = model.apply(variables, x, train=False)
+    np.testing.assert_allclose(model.apply(variables, x[:1], train=False), y_eval[:1], rtol=1e-5, atol=1e-5)
+    # Train mode without mutable=['batch_stats'] fails loudly instead of silently dropping the update.
+    with pytest.raises(Exception):
+        model.apply(variables, x, train=True)
+
+
+def test_first_stem_bn_running_mean_moves_towards_batch_mean():
+    model = get_model("resnet20")
+    x = jnp.ones((4, 8, 8, 3))
+    variables = model.init(KEY, x, train=False)
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    conv_out = jax.lax.conv_general_dilated(
+        x, variables["params"]["conv1"]["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    expected = 0.1 * jnp.mean(conv_out, axis=(0, 1, 2))
+    np.testing.assert_allclose(updates["batch_stats"]["bn1"]["mean"], expected, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- conv switch
+
+VARIANTS = ["standard", "separable", "grouped:2", "dilated:2", "deformable", "deformable_v2", "locally_connected"]
+
+
+def needs_variant_layer(variant):
+    if variant.startswith("deformable"):
+        pytest.importorskip("cnnjax.layers.deform", reason="DeformConv (cnnjax.layers.deform) has not landed")
+
+
+def param_shapes(variables):
+    return jax.tree_util.tree_map(lambda a: tuple(a.shape), variables["params"])
+
+
+def switch_cases():
+    """Every (model, variant) pair; the default suite runs a rotation covering every model and variant."""
+    names, variants = sorted(SMALL), VARIANTS[1:]
+    cases = []
+    for i, name in enumerate(names):
+        for j, variant in enumerate(variants):
+            fast = j in (i % len(variants), (i + 3) % len(variants))
+            cases.append(pytest.param(name, variant, marks=() if fast else pytest.mark.slow))
+    return cases
+
+
+@pytest.mark.parametrize("name, variant", switch_cases())
+def test_conv_switch_changes_every_model(name, variant):
+    needs_variant_layer(variant)
+    if name == "dilated_cnn" and variant == "dilated:2":
+        variant = "dilated:3"  # the seed net is dilated:2 already
+    if name == "lenet5_classic" and variant.startswith("dilated"):
+        pytest.skip("lenet5_classic rejects dilation (tested below)")
+    extra = {"connection_table": None} if name == "lenet5_classic" else {}
+    switch = {"conv": variant}
+    if name == "transfer":
+        switch = {"backbone_kwargs": {**SMALL[name][0]["backbone_kwargs"], "conv": variant}}
+    if name == "dilated_cnn" and variant.startswith("grouped"):
+        extra = {"conv_stem": False}  # conv1 sees the 1-channel image
+    model, shape = make_small(name, **extra, **switch)
+    base, _ = make_small(name, **extra)
+    variables = abstract_init(model, shape)
+    out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
+    assert out.shape == (shape[0], 7)
+    if variant.startswith("dilated"):
+        d = int(variant.split(":")[1])
+        jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, jnp.zeros(shape), train=False))(variables))
+        assert f"rhs_dilation=({d}, {d})" in jaxpr
+    else:
+        assert param_shapes(variables) != param_shapes(abstract_init(base, shape))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_conv_switch_runs_with_gradients_on_lenet5(variant):
+    needs_variant_layer(variant)
+    model = get_model("lenet5", conv=variant)
+    x = jax.random.uniform(jax.random.PRNGKey(3), (2, 28, 28, 1))
+    variables = model.init(KEY, x)
+    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(variables["params"])
+    assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads["conv2"])) > 0
+    if variant == "standard":
+        assert count_params(variables["params"]) == 61_706
+
+
+def test_conv_switch_replaces_the_resnet_3x3_convs_only():
+    model = get_model("resnet20", conv="grouped:4")
+    params = abstract_init(model, (1, 16, 16, 3))["params"]
+    assert params["conv1"]["kernel"].shape == (3, 3, 3, 16)  # stem stays standard
+    assert params["layer1_0"]["conv1"]["kernel"].shape == (3, 3, 4, 16)  # 16 / 4 input channels per group
+    bottleneck = get_model("resnet50", conv="grouped:4", stage_sizes=(1, 1, 1, 1))
+    p = abstract_init(bottleneck, (1, 32, 32, 3))["params"]["layer1_0"]
+    assert p["conv1"]["kernel"].shape == (1, 1, 64, 64) and p["conv2"]["kernel"].shape == (3, 3, 16, 64)
+
+
+def test_conv_stem_switches_the_stem_too():
+    p = abstract_init(get_model("resnet20", conv="dilated:2", conv_stem=True), (1, 16, 16, 3))["params"]
+    assert p["conv1"]["kernel"].shape == (3, 3, 3, 16)
+    p = abstract_init(get_model("lenet5", conv="separable", conv_stem=True), (1, 28, 28, 1))["params"]
+    assert "kernel" not in p["conv1"]
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_unknown_model_lists_the_registry():
+    with pytest.raises(ValueError, match="resnet18") as err:
+        get_model("resnet19")
+    assert "'resnet19' is unknown" in str(err.value) and "lenet5_classic" in str(err.value)
+
+
+def test_unknown_keyword_is_a_clear_type_error():
+    with pytest.raises(TypeError, match="lenet5"):
+        get_model("lenet5", depth=3)
+
+
+@pytest.mark.parametrize("variant", ["fancy", "grouped:0", "dilated:x", "separable:2"])
+def test_unknown_or_malformed_variant(variant):
+    with pytest.raises(ValueError, match="conv="):
+        get_model("lenet5", conv=variant).init(KEY, jnp.zeros((1, 28, 28, 1)))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, shape, message",
+    [
+        ("lenet5", {"conv": "grouped:4"}, (1, 28, 28, 1), "conv2 has in_channels=6"),
+        ("lenet5", {"conv": "grouped:2", "conv_stem": True}, (1, 28, 28, 1), "conv1 has in_channels=1"),
+        ("resnet20", {"conv": "grouped:3"}, (1, 16, 16, 3), "groups=3 must divide"),
+        ("dilated_cnn", {"conv": "grouped:2"}, (1, 28, 28, 1), "conv1 has in_channels=1"),
+        ("lenet5_classic", {"conv": "dilated:2"}, (1, 28, 28, 1), "cannot be used"),
+        ("inception", {"conv": "grouped:16"}, (1, 28, 28, 1), "inception0.branch3x3 has in_channels=24"),
+    ],
+)
+def test_conv_variant_a_model_cannot_use(name, kwargs, shape, message):
+    with pytest.raises(ValueError, match=message):
+        get_model(name, **kwargs).init(KEY, jnp.zeros(shape))
+
+
+def test_input_too_small_names_the_minimum():
+    model = get_model("lenet5")
+    model.init(KEY, jnp.zeros((1, 12, 12, 1)))  # the minimum works
+    with pytest.raises(ValueError, match="too small.*minimum input size is 12x12"):
+        model.init(KEY, jnp.zeros((1, 11, 11, 1)))
+    with pytest.raises(ValueError, match="minimum input size is 20x20"):
+        get_model("lenet5", conv="dilated:2").init(KEY, jnp.zeros((1, 19, 19, 1)))
+    get_model("lenet5", conv="dilated:2").init(KEY, jnp.zeros((1, 20, 20, 1)))
+
+
+def test_lenet5_classic_rejects_inputs_over_32():
+    with pytest.raises(ValueError, match="at most 32x32"):
+        get_model("lenet5_classic").init(KEY, jnp.zeros((1, 33, 33, 1)))
+
+
+def test_wrong_rank_input():
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        get_model("resnet20").init(KEY, jnp.zeros((28, 28, 1)))
+
+
+def test_min_input_size_helper():
+    # two 3x3 VALID convs then a 2x2 pool: 1 <- 2 <- 4 <- 6.
+    assert min_input_size([(3, 1, "VALID", 1), (3, 1, "VALID", 1), (2, 2, "VALID", 1)]) == 6
+    assert min_input_size([(3, 2, "SAME", 1)]) == 1
+    assert min_input_size([(3, 1, "VALID", 2)]) == 5
+
+
+# ------------------------------------------------------------------------------------------- specific models
+
+
+def test_lenet5_classic_returns_negative_squared_distances_to_fixed_codes():
+    from cnnjax.models.lenet import rbf_codes
+
+    model = get_model("lenet5_classic")
+    x = jax.random.uniform(KEY, (3, 28, 28, 1))
+    variables = model.init(KEY, x)
+    logits, inter = model.apply(variables, x, capture_intermediates=True)
+    f6 = 1.7159 * jnp.tanh(2 / 3 * inter["intermediates"]["F6"]["__call__"][0])
+    codes = rbf_codes(10)
+    assert set(np.unique(codes)) == {-1.0, 1.0} and codes.shape == (10, 84)
+    expected = -np.sum((np.asarray(f6)[:, None, :] - codes[None]) ** 2, axis=-1)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-4)
+    assert np.all(np.asarray(logits) <= 0)
+
+
+def test_lenet5_classic_pads_28_to_32_and_accepts_32():
+    model = get_model("lenet5_classic")
+    variables = model.init(KEY, jnp.zeros((1, 32, 32, 1)))
+    img = jax.random.uniform(KEY, (1, 28, 28, 1))
+    padded = jnp.pad(img, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    np.testing.assert_allclose(model.apply(variables, img), model.apply(variables, padded), rtol=1e-6)
+
+
+def test_dilated_cnn_bce_helper():
+    from cnnjax.models.dilated import binary_cross_entropy, class_probabilities
+
+    logits = jnp.array([[2.0, -1.0, 0.5]])
+    labels = jnp.array([0])
+    p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.5])))
+    expected = -(np.log(p[0]) + np.log(1 - p[1]) + np.log(1 - p[2]))
+    np.testing.assert_allclose(binary_cross_entropy(logits, labels), expected, rtol=1e-6)
+    np.testing.assert_allclose(class_probabilities(logits)[0], p, rtol=1e-6)
+    with pytest.raises(ValueError, match="labels.shape"):
+        binary_cross_entropy(logits, jnp.zeros((1, 2)))
+
+
+def test_dilated_cnn_layer_shapes():
+    model = get_model("dilated_cnn")
+    params = abstract_init(model, (1, 28, 28, 1))["params"]
+    # 28 -> conv (dilation 2, padding 2) 28 -> pool 3/2 pad 1: 14 -> conv 14 -> pool 7: 7 * 7 * 64 = 3136.
+    assert params["output"]["kernel"].shape == (3136, 10)
+    assert params["conv1"]["kernel"].shape == (3, 3, 1, 32) and params["conv2"]["kernel"].shape == (3, 3, 32, 64)
+
+
+def test_inception_module_concatenates_branches():
+    from cnnjax.models import InceptionModule
+
+    module = InceptionModule(8, 4, 12, 2, 6, 5)
+    x = jnp.ones((2, 9, 9, 3))
+    variables = module.init(KEY, x)
+    y = module.apply(variables, x)
+    assert y.shape == (2, 9, 9, 8 + 12 + 6 + 5)
+    p = variables["params"]
+    assert p["branch5x5"]["kernel"].shape == (5, 5, 2, 6) and p["branch3x3"]["kernel"].shape == (3, 3, 4, 12)
+    assert p["branch_pool_proj"]["kernel"].shape == (1, 1, 3, 5)
+
+
+def test_resnet_include_top_false_and_transfer_head():
+    backbone = get_model("resnet50", include_top=False)
+    out = jax.eval_shape(lambda: backbone.init_with_output(KEY, jnp.zeros((1, 224, 224, 3)))[0])
+    assert out.shape == (1, 7, 7, 2048)
+    transfer = get_model("transfer", num_classes=5, backbone="resnet50")
+    params = abstract_init(transfer, (1, 64, 64, 3))["params"]
+    assert set(params) == {"backbone", "head"}
+    assert params["head"]["kernel"].shape == (2048, 5)
+    assert count_params(params["backbone"]) == 25_557_032 - (2048 * 1000 + 1000)
+
+
+def test_transfer_backbone_batchnorm_frozen_by_default():
+    model, shape = make_small("transfer")
+    x = jax.random.normal(KEY, shape)
+    variables = model.init(KEY, x)
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    same = jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), variables["batch_stats"], updates["batch_stats"])
+    assert all(jax.tree_util.tree_leaves(same))
+
+
+def test_cifar_option_a_shortcut_is_parameter_free_zero_padding():
+    from cnnjax.models import ResidualBlock
+
+    block = ResidualBlock(8, strides=2, shortcut="identity", zero_init_residual=True)
+    x = jax.random.uniform(KEY, (1, 6, 6, 4))
+    variables = block.init(KEY, x)
+    assert "downsample_conv" not in variables["params"]
+    # With the last BN scale at 0 the block is relu(shortcut(x)): subsampled, channels padded 2 + 4 + 2.
+    y = block.apply(variables, x)
+    expected = jnp.pad(x[:, ::2, ::2, :], ((0, 0), (0, 0), (0, 0), (2, 2)))
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
