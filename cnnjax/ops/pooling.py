@@ -8,6 +8,7 @@ common), average or sum. The stride defaults to the window (non-overlapping wind
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnnjax.ops.conv import as_tuple
@@ -35,6 +36,15 @@ def _window_args(x, window, stride, padding):
     return x, (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0))
 
 
+def _scalar(x, value):
+    """The init value for ``lax.reduce_window``: a Python scalar for float inputs (so lax picks its
+    differentiable max/sum-pool primitives; an array init is not differentiable under jit), a NumPy scalar of
+    ``x``'s dtype for integer inputs (a Python int would be taken as int32)."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return float(value)
+    return np.array(value, x.dtype)
+
+
 def _float(x):
     return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.float32)
 
@@ -51,15 +61,14 @@ def max_pool(x, window=2, stride=None, padding="VALID"):
       padding: "VALID", "SAME", "FULL", an int or (lo, hi) pairs; each side smaller than the window.
     """
     x, window, stride, pads = _window_args(x, window, stride, padding)
-    # A Python scalar init value lets lax pick its differentiable max-pool primitive (an array does not).
-    init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.inexact) else int(jnp.iinfo(x.dtype).min)
+    init = _scalar(x, -np.inf if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.iinfo(x.dtype).min)
     return lax.reduce_window(x, init, lax.max, window, stride, pads)
 
 
 def sum_pool(x, window=2, stride=None, padding="VALID"):
     """Sum pooling (seed 000): ``y[n, p, c] = sum_{u in window} x[n, p S + u, c]``; padded cells count as 0."""
     x, window, stride, pads = _window_args(x, window, stride, padding)
-    return lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, window, stride, pads)
+    return lax.reduce_window(x, _scalar(x, 0), lax.add, window, stride, pads)
 
 
 def avg_pool(x, window=2, stride=None, padding="VALID", count_include_pad: bool = True):
@@ -70,14 +79,14 @@ def avg_pool(x, window=2, stride=None, padding="VALID", count_include_pad: bool 
     TensorFlow ``padding='same'`` behaviour). Integer inputs are converted to float32.
     """
     x, window, stride, pads = _window_args(_float(jnp.asarray(x)), window, stride, padding)
-    total = lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, window, stride, pads)
+    total = lax.reduce_window(x, _scalar(x, 0), lax.add, window, stride, pads)
     if count_include_pad or all(lo == hi == 0 for lo, hi in pads):
         size = 1
         for w in window:
             size *= w
         return total / jnp.asarray(size, x.dtype)
     ones = jnp.ones((1, *x.shape[1:-1], 1), x.dtype)
-    counts = lax.reduce_window(ones, jnp.zeros((), x.dtype), lax.add, window, stride, pads)
+    counts = lax.reduce_window(ones, _scalar(x, 0), lax.add, window, stride, pads)
     return total / counts
 
 
