@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 
+import jax
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,12 @@ torch.set_num_threads(1)
 
 #: ``CNNJAX_THOROUGH=1`` multiplies the hypothesis example counts by 10 (the default keeps the suite fast).
 THOROUGH = os.environ.get("CNNJAX_THOROUGH", "") not in ("", "0")
+
+
+def jit_call(fn, *arrays, **kwargs):
+    """``fn(*arrays, **kwargs)`` as one jitted computation: one compilation per shape instead of one per
+    primitive in eager mode, which keeps the hypothesis tests fast."""
+    return jax.jit(lambda *a: fn(*a, **kwargs))(*arrays)
 
 
 def examples(n: int) -> int:

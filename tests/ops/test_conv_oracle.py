@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnjax import ops
-from tests.ops.oracle import examples, numpy_conv_loops, torch_conv
+from tests.ops.oracle import examples, jit_call, numpy_conv_loops, torch_conv
 
 
 def SETTINGS(n):
@@ -72,7 +72,8 @@ def _arrays(case, dtype):
 
 def _check_conv(case, dtype, tol):
     x, k, b = _arrays(case, dtype)
-    got = ops.conv(
+    got = jit_call(
+        ops.conv,
         x,
         k,
         b,
@@ -116,8 +117,9 @@ def test_conv_matches_numpy_loops(case):
     """A second, torch-free oracle: the lecture formula as loops (float64)."""
     x, k, b = _arrays(case, np.float64)
     with jax.enable_x64(True):
-        got = ops.conv(
-            x, k, b, stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"]
+        got = jit_call(
+            ops.conv, x, k, b, stride=case["stride"], padding=case["padding"], dilation=case["dilation"],
+            groups=case["groups"],
         )
     want = numpy_conv_loops(x, k, b, stride=case["stride"], pads=case["pads"], dilation=case["dilation"],
                             groups=case["groups"])
@@ -170,12 +172,14 @@ def test_depthwise_equals_per_channel_loop_and_torch(case):
     k = rng.uniform(-1, 1, (*case["window"], c, mult)).astype(np.float32)
     b = rng.uniform(-1, 1, c * mult).astype(np.float32)
     kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
-    got = np.asarray(ops.depthwise_conv(x, k, b, **kw))
+    got = np.asarray(jit_call(ops.depthwise_conv, x, k, b, **kw))
     assert got.shape[-1] == c * mult
     # per-channel loop: channel m, multiplier j -> output channel m * mult + j, an ordinary 1-channel conv
     for m in range(c):
         for j in range(mult):
-            single = ops.conv(x[..., m : m + 1], k[..., m : m + 1, j : j + 1], b[m * mult + j : m * mult + j + 1], **kw)
+            single = jit_call(
+                ops.conv, x[..., m : m + 1], k[..., m : m + 1, j : j + 1], b[m * mult + j : m * mult + j + 1], **kw
+            )
             np.testing.assert_allclose(got[..., m * mult + j], np.asarray(single)[..., 0], rtol=1e-6, atol=1e-6)
     # torch: groups = channels, weight (C*mult, 1, *k)
     grouped = k.reshape(*case["window"], 1, c * mult)
@@ -194,12 +198,12 @@ def test_separable_equals_depthwise_then_pointwise(case):
     pw = rng.uniform(-1, 1, (c * mult, k_out)).astype(np.float32)
     b = rng.uniform(-1, 1, k_out).astype(np.float32)
     kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
-    got = ops.separable_conv(x, dw, pw, b, **kw)
-    z = ops.depthwise_conv(x, dw, **kw)
-    want = ops.conv(z, pw.reshape((1,) * case["nd"] + pw.shape), b)
+    got = jit_call(ops.separable_conv, x, dw, pw, b, **kw)
+    z = jit_call(ops.depthwise_conv, x, dw, **kw)
+    want = jit_call(ops.conv, z, pw.reshape((1,) * case["nd"] + pw.shape), b)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
     # the 1x1-kernel spelling of the pointwise weights is accepted too
-    got4 = ops.separable_conv(x, dw, pw.reshape((1,) * case["nd"] + pw.shape), b, **kw)
+    got4 = jit_call(ops.separable_conv, x, dw, pw.reshape((1,) * case["nd"] + pw.shape), b, **kw)
     np.testing.assert_array_equal(np.asarray(got4), np.asarray(got))
 
 
