@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from cnnjax.data.augment import default_augment_config
+
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -17,6 +19,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.tensorboard = True
     config.checkpoint_every_steps = 1000  # plus one at every epoch end; 0: epoch ends only
     config.checkpoint_keep = 2
+    config.frozen = ()  # top-level parameter subtrees that get no update, e.g. ("backbone",)
+    config.init_from = ""  # a workdir with checkpoints, or a torchvision ResNet state_dict (.pth)
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.name = "fashion_mnist"
@@ -25,6 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.dataset.split_seed = 0
     config.dataset.train_limit = 0  # 0: all examples
     config.dataset.test_limit = 0
+
+    config.augment = default_augment_config()  # training batches only; every transform off by default
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "lenet5"

@@ -82,10 +82,14 @@ class Checkpoints:
         return None
 
     def _discard(self, step: int, error: Exception) -> None:
-        """Warn about an unreadable checkpoint and delete it, so the resumed run can save that step again."""
+        """Warn about an unreadable checkpoint and move it aside (``unreadable-<step>``), so the resumed
+        run can save that step again and nothing is deleted."""
         warnings.warn(f"checkpoint at step {step} is unreadable ({type(error).__name__}: {error}); "
                       "falling back to the previous one", stacklevel=3)
-        self.latest.delete(step)
+        directory = str(self.latest.directory)
+        aside = os.path.join(os.path.dirname(directory), f"unreadable-{step}")
+        os.replace(os.path.join(directory, str(step)), aside)
+        self.latest.reload()
 
     def close(self) -> None:
         self.latest.close()

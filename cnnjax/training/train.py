@@ -9,6 +9,7 @@ at the exact batch where it stopped, and ends with the same numbers as an uninte
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import time
@@ -90,6 +91,28 @@ def create_train_state(config, model, image_shape, total_steps: int, steps_per_e
     )
 
 
+def checkpoint_identity(config, state, image_shape, num_classes: int) -> dict:
+    """What a checkpoint must match to be resumed: the model, its size and the state's tree structure."""
+    structure = str(jax.tree_util.tree_structure(state.checkpoint_tree()))
+    return {"model": config.model.name, "num_params": count_params(state.params), "image_shape": list(image_shape),
+            "num_classes": num_classes, "optimizer": config.optimizer.name,
+            "state_structure": hashlib.sha256(structure.encode()).hexdigest()[:16]}
+
+
+def trainable_mask_for(config, model, image_shape):
+    """True for parameters that train, False under the subtrees named in ``config.frozen``; None if none."""
+    frozen = tuple(config.get("frozen", ()) or ())
+    if not frozen:
+        return None
+    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                            jnp.zeros((1, *image_shape), jnp.float32))["params"]
+    unknown = sorted(set(frozen) - set(shapes))
+    if unknown:
+        raise ValueError(f"frozen={frozen!r}: {unknown} are not parameter subtrees of {config.model.name}; "
+                         f"available: {sorted(shapes)}")
+    return {k: jax.tree_util.tree_map(lambda _, t=k not in frozen: t, v) for k, v in shapes.items()}
+
+
 def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,)) -> dict:
     """Loss and top-k accuracy over every example of ``source`` (none dropped, none repeated).
 
@@ -156,11 +179,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     model = build_model(config, dataset.num_classes)
     image_shape = tuple(dataset.train[0][0].shape)
-    trainable_mask = None
+    trainable_mask = trainable_mask_for(config, model, image_shape)
     state = create_train_state(config, model, image_shape, total_steps, steps, trainable_mask)
     num_params = count_params(state.params)
-    identity = {"model": config.model.name, "num_params": num_params, "image_shape": list(image_shape),
-                "num_classes": dataset.num_classes, "optimizer": config.optimizer.name}
+    identity = checkpoint_identity(config, state, image_shape, dataset.num_classes)
 
     if lead:
         write_json(os.path.join(workdir, "config.json"), config.to_dict())
