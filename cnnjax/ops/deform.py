@@ -207,81 +207,141 @@ def deform_conv2d(
 
 # ----------------------------------------------------------------------------------------------------
 # Core: static config + arrays -> (rows, C_out)
+#
+# Layout. x is zero-padded by 1 pixel before and 2 after on each spatial axis and turned into a
+# "quad" array: row (n, a, b, og) holds the four bilinear corners (a, b), (a, b+1), (a+1, b), (a+1, b+1)
+# of the padded image, each ``C_in / offset_groups`` channels, contiguous. A sample at (y, x), clipped to
+# [-1, H] x [-1, W], then reads all four corners with ONE row gather at (floor(y) + 1, floor(x) + 1);
+# corners outside the image land in the zero border, so no validity masks are needed for the values.
+#
+# Per tap and offset group the chunk's samples form an (rows, C_in / G) block of the im2col matrix,
+# contracted at once with the kernel slice (one matmul each). Keeping the gather's output minor axis
+# equal to the gathered row width is what makes XLA:CPU emit a fast fused gather (an (rows, K * C)
+# im2col root makes it recompute the gather index per element, ~10x slower).
 
 
 def _sample_geometry(cfg: _Config, start, size: int, off_chunk):
-    """Corner indices, bilinear weights and their derivatives for ``size`` output rows from ``start``.
+    """Gather rows and bilinear weights of every sample of ``size`` output rows from ``start``.
 
-    Returns ``idx`` (size, K, G, 4) int32 rows into ``x.reshape(N*H*W*G, C_in // G)``; ``wb`` (size, K, G, 4)
-    bilinear weights (zero for corners outside the image); ``dwy``, ``dwx`` their derivatives with
-    respect to the sample's y and x.
+    Tap-major layout (K = kh * kw taps, G offset groups): ``idx`` (K, G, size) int32 rows of the quad
+    array; bilinear weights ``wb`` and their derivatives ``dwy``, ``dwx`` with respect to the sample
+    position, (K, G, 4, size), corners 00, 01, 10, 11; the derivatives are zeroed where the position lies
+    outside (-1, H) x (-1, W), as in torchvision.
     """
     g_off, taps = cfg.offset_groups, cfg.kh * cfg.kw
     pos_dtype = jnp.promote_types(off_chunk.dtype, jnp.float32)
-    off = off_chunk.reshape(size, g_off, taps, 2).astype(pos_dtype).transpose(0, 2, 1, 3)  # (size, K, G, 2)
+    off = off_chunk.reshape(size, g_off, taps, 2).astype(pos_dtype).transpose(2, 1, 3, 0)  # (K, G, 2, size)
     r = start + jnp.arange(size, dtype=jnp.int32)
     q = r % cfg.w_out
     p = (r // cfg.w_out) % cfg.h_out
     b = r // (cfg.w_out * cfg.h_out)
     ti = jnp.repeat(jnp.arange(cfg.kh, dtype=jnp.int32), cfg.kw)
     tj = jnp.tile(jnp.arange(cfg.kw, dtype=jnp.int32), cfg.kh)
-    base_y = p[:, None] * cfg.stride[0] - cfg.pad_lo[0] + ti[None, :] * cfg.dilation[0]  # (size, K)
-    base_x = q[:, None] * cfg.stride[1] - cfg.pad_lo[1] + tj[None, :] * cfg.dilation[1]
-    # Positions beyond [-2, H] have all four corners outside: clipping there changes neither the value (0)
-    # nor the gradient (0), and keeps floor() in int32 range for huge offsets.
-    sy = jnp.clip(base_y[:, :, None].astype(pos_dtype) + off[..., 0], -2.0, cfg.h)
-    sx = jnp.clip(base_x[:, :, None].astype(pos_dtype) + off[..., 1], -2.0, cfg.w)
+    base_y = p[None, :] * cfg.stride[0] - cfg.pad_lo[0] + ti[:, None] * cfg.dilation[0]  # (K, size)
+    base_x = q[None, :] * cfg.stride[1] - cfg.pad_lo[1] + tj[:, None] * cfg.dilation[1]
+    sy = base_y[:, None, :].astype(pos_dtype) + off[:, :, 0]  # (K, G, size)
+    sx = base_x[:, None, :].astype(pos_dtype) + off[:, :, 1]
+    inside = ((sy > -1) & (sy < cfg.h) & (sx > -1) & (sx < cfg.w))[:, :, None]
+    # Clipping to [-1, H] keeps the value (zero beyond) and floor() in range; the derivative is masked.
+    sy = jnp.clip(sy, -1.0, cfg.h)
+    sx = jnp.clip(sx, -1.0, cfg.w)
     fy, fx = jnp.floor(sy), jnp.floor(sx)
     ly, lx = sy - fy, sx - fx
-    y0, x0 = fy.astype(jnp.int32), fx.astype(jnp.int32)
     hy, hx = 1 - ly, 1 - lx
-    vy0 = (y0 >= 0) & (y0 < cfg.h)
-    vy1 = (y0 + 1 >= 0) & (y0 + 1 < cfg.h)
-    vx0 = (x0 >= 0) & (x0 < cfg.w)
-    vx1 = (x0 + 1 >= 0) & (x0 + 1 < cfg.w)
-    valid = jnp.stack([vy0 & vx0, vy0 & vx1, vy1 & vx0, vy1 & vx1], axis=-1)  # corners 00, 01, 10, 11
-    wb = jnp.stack([hy * hx, hy * lx, ly * hx, ly * lx], axis=-1)
-    dwy = jnp.stack([-hx, -lx, hx, lx], axis=-1)
-    dwx = jnp.stack([-hy, hy, -ly, ly], axis=-1)
+    wb = jnp.stack([hy * hx, hy * lx, ly * hx, ly * lx], axis=2)
     zero = jnp.zeros((), pos_dtype)
-    wb, dwy, dwx = (jnp.where(valid, a, zero) for a in (wb, dwy, dwx))
-    yc = jnp.stack([y0, y0, y0 + 1, y0 + 1], axis=-1)
-    xc = jnp.stack([x0, x0 + 1, x0, x0 + 1], axis=-1)
-    yc = jnp.clip(yc, 0, cfg.h - 1)
-    xc = jnp.clip(xc, 0, cfg.w - 1)
-    g = jnp.arange(g_off, dtype=jnp.int32)[None, None, :, None]
-    idx = ((b[:, None, None, None] * cfg.h + yc) * cfg.w + xc) * g_off + g
+    dwy = jnp.where(inside, jnp.stack([-hx, -lx, hx, lx], axis=2), zero)
+    dwx = jnp.where(inside, jnp.stack([-hy, hy, -ly, ly], axis=2), zero)
+    hp, wp = cfg.h + 2, cfg.w + 2
+    # NaN positions give arbitrary ints: clip the row index so the gather stays in bounds.
+    a = jnp.clip(fy.astype(jnp.int32) + 1, 0, hp - 1)
+    c = jnp.clip(fx.astype(jnp.int32) + 1, 0, wp - 1)
+    idx = ((b * hp + a) * wp + c) * g_off + jnp.arange(g_off, dtype=jnp.int32)[None, :, None]
     return idx, wb, dwy, dwx
 
 
-def _kernel_matrix(cfg: _Config, kernel):
-    """Kernel (kh, kw, C_in/g, C_out) as (K, C_in/g, g, C_out/g)."""
-    g = cfg.groups
-    return kernel.reshape(cfg.kh * cfg.kw, cfg.c_in // g, g, cfg.c_out // g)
+def _quad(cfg: _Config, x):
+    """(N, H, W, C) -> (N * (H+2) * (W+2) * G, 4, C / G): the four corners of every padded cell."""
+    g_off = cfg.offset_groups
+    xp = jnp.pad(x, ((0, 0), (1, 2), (1, 2), (0, 0)))
+    xp = xp.reshape(cfg.n, cfg.h + 3, cfg.w + 3, g_off, cfg.c_in // g_off)
+    hp, wp = cfg.h + 2, cfg.w + 2
+    quad = jnp.stack(
+        [xp[:, :hp, :wp], xp[:, :hp, 1:], xp[:, 1:, :wp], xp[:, 1:, 1:]], axis=4
+    )  # (N, Hp, Wp, G, 4, Cg)
+    return quad.reshape(-1, 4, cfg.c_in // g_off)
 
 
-def _cols_to_out(cfg: _Config, cols, kmat):
-    size = cols.shape[0]
-    g = cfg.groups
-    cols = cols.reshape(size, cfg.kh * cfg.kw, g, cfg.c_in // g)
+def _unquad(cfg: _Config, d_quad):
+    """Adjoint of :func:`_quad`: fold corner gradients back onto the pixels, drop the border."""
+    g_off = cfg.offset_groups
+    hp, wp = cfg.h + 2, cfg.w + 2
+    dq = d_quad.reshape(cfg.n, hp, wp, g_off, 4, cfg.c_in // g_off)
+    dxp = jnp.zeros((cfg.n, cfg.h + 3, cfg.w + 3, g_off, cfg.c_in // g_off), d_quad.dtype)
+    dxp = dxp.at[:, :hp, :wp].add(dq[:, :, :, :, 0])
+    dxp = dxp.at[:, :hp, 1:].add(dq[:, :, :, :, 1])
+    dxp = dxp.at[:, 1:, :wp].add(dq[:, :, :, :, 2])
+    dxp = dxp.at[:, 1:, 1:].add(dq[:, :, :, :, 3])
+    return dxp[:, 1 : cfg.h + 1, 1 : cfg.w + 1].reshape(cfg.n, cfg.h, cfg.w, cfg.c_in)
+
+
+def _dense_kernel(cfg: _Config, kernel):
+    """(kh, kw, C_in/g, C_out) -> (K, C_in, C_out); block-diagonal over the g groups when g > 1."""
+    taps, g = cfg.kh * cfg.kw, cfg.groups
+    k = kernel.reshape(taps, cfg.c_in // g, cfg.c_out)
     if g == 1:
-        return jnp.dot(
-            cols.reshape(size, -1), kmat.reshape(-1, cfg.c_out), precision=lax.Precision.HIGHEST
-        )
-    out = jnp.einsum("rkgc,kcgo->rgo", cols, kmat, precision=lax.Precision.HIGHEST)
-    return out.reshape(size, cfg.c_out)
+        return k
+    cpg, opg = cfg.c_in // g, cfg.c_out // g
+    same = (jnp.arange(cfg.c_in)[:, None] // cpg) == (jnp.arange(cfg.c_out)[None, :] // opg)
+    return jnp.where(same[None], jnp.tile(k, (1, g, 1)), jnp.zeros((), k.dtype))
 
 
-def _chunk_forward(cfg: _Config, x_rows, kmat, start, size, off_chunk, mask_chunk):
+def _undense_kernel(cfg: _Config, dk):
+    """Adjoint of :func:`_dense_kernel`: keep the block-diagonal entries."""
+    taps, g = cfg.kh * cfg.kw, cfg.groups
+    if g == 1:
+        return dk.reshape(cfg.kh, cfg.kw, cfg.c_in, cfg.c_out)
+    cpg, opg = cfg.c_in // g, cfg.c_out // g
+    dk = dk.reshape(taps, g, cpg, g, opg)
+    blocks = jnp.stack([dk[:, i, :, i, :] for i in range(g)], axis=2)  # (K, cpg, g, opg)
+    return blocks.reshape(cfg.kh, cfg.kw, cpg, cfg.c_out)
+
+
+def _dot(a, b):
+    return jnp.dot(a, b, precision=lax.Precision.HIGHEST)
+
+
+def _mask_kg(cfg: _Config, mask_chunk, size):
+    """Mask rows (size, G * K) -> (K, G, 1, size), broadcastable against the corner weights."""
+    if mask_chunk is None:
+        return None
+    return mask_chunk.reshape(size, cfg.offset_groups, cfg.kh * cfg.kw).transpose(2, 1, 0)[:, :, None, :]
+
+
+def _tap_loop(body, carry, xs):
+    """Loop over kernel taps. A ``lax.scan`` (not an unrolled Python loop) on purpose: it keeps the
+    per-sample geometry materialised, so XLA cannot fuse its index arithmetic into every gathered element."""
+    return lax.scan(body, carry, xs)
+
+
+def _chunk_forward(cfg: _Config, quad, kd, start, size, off_chunk, mask_chunk):
     idx, wb, _, _ = _sample_geometry(cfg, start, size, off_chunk)
-    taps, g_off = cfg.kh * cfg.kw, cfg.offset_groups
-    weights = wb.astype(x_rows.dtype)
-    if mask_chunk is not None:
-        m = mask_chunk.reshape(size, g_off, taps).transpose(0, 2, 1)
-        weights = weights * m[..., None]
-    vals = x_rows.at[idx].get(mode="promise_in_bounds")  # (size, K, G, 4, Cg): the one gather
-    cols = jnp.einsum("rkgf,rkgfc->rkgc", weights, vals, precision=lax.Precision.HIGHEST)
-    return _cols_to_out(cfg, cols, kmat)
+    w = wb.astype(quad.dtype)
+    m = _mask_kg(cfg, mask_chunk, size)
+    if m is not None:
+        w = w * m
+    cg = cfg.c_in // cfg.offset_groups
+
+    def tap(out, a):
+        idx_t, w_t, kd_t = a  # (G, size), (G, 4, size), (C_in, C_out)
+        for og in range(cfg.offset_groups):
+            v = quad.at[idx_t[og]].get(mode="promise_in_bounds")  # (size, 4, Cg): one gather
+            col = sum(w_t[og, f, :, None] * v[:, f] for f in range(4))  # (size, Cg)
+            out = out + _dot(col, kd_t[og * cg : (og + 1) * cg])
+        return out, None
+
+    out, _ = _tap_loop(tap, jnp.zeros((size, cfg.c_out), quad.dtype), (idx, w, kd))
+    return out
 
 
 def _chunks(cfg: _Config):
@@ -289,104 +349,96 @@ def _chunks(cfg: _Config):
     return rows, rows // cfg.chunk, rows % cfg.chunk
 
 
+def _concat(parts):
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+
+
 def _forward(cfg: _Config, x, offsets, kernel, mask):
-    g_off = cfg.offset_groups
-    x_rows = x.reshape(cfg.n * cfg.h * cfg.w * g_off, cfg.c_in // g_off)
-    kmat = _kernel_matrix(cfg, kernel)
+    quad = _quad(cfg, x)
+    kd = _dense_kernel(cfg, kernel)
     rows, n_full, rem = _chunks(cfg)
     off = offsets.reshape(rows, -1)
     msk = None if mask is None else mask.reshape(rows, -1)
     b = cfg.chunk
     parts = []
     if n_full == 1:
-        parts.append(_chunk_forward(cfg, x_rows, kmat, 0, b, off[:b], None if msk is None else msk[:b]))
+        parts.append(_chunk_forward(cfg, quad, kd, 0, b, off[:b], None if msk is None else msk[:b]))
     elif n_full > 1:
         xs = (
             jnp.arange(n_full, dtype=jnp.int32) * b,
             off[: n_full * b].reshape(n_full, b, -1),
             None if msk is None else msk[: n_full * b].reshape(n_full, b, -1),
         )
-        ys = lax.map(lambda a: _chunk_forward(cfg, x_rows, kmat, a[0], b, a[1], a[2]), xs)
+        ys = lax.map(lambda a: _chunk_forward(cfg, quad, kd, a[0], b, a[1], a[2]), xs)
         parts.append(ys.reshape(n_full * b, cfg.c_out))
     if rem:
         s = n_full * b
-        parts.append(_chunk_forward(cfg, x_rows, kmat, s, rem, off[s:], None if msk is None else msk[s:]))
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+        parts.append(_chunk_forward(cfg, quad, kd, s, rem, off[s:], None if msk is None else msk[s:]))
+    return _concat(parts)
 
 
-def _chunk_backward(cfg: _Config, x_rows, kmat, start, size, off_chunk, mask_chunk, g_chunk):
-    """Gradients of one chunk: (d_x row updates with their indices, d_kernel, d_offsets, d_mask)."""
-    taps, g_off, grp = cfg.kh * cfg.kw, cfg.offset_groups, cfg.groups
+def _chunk_backward(cfg: _Config, quad, kd, d_quad, d_kd, start, size, off_chunk, mask_chunk, g):
+    """Accumulate one chunk's gradients into (d_quad, d_kd); return its (d_offsets, d_mask) rows."""
+    taps, g_off = cfg.kh * cfg.kw, cfg.offset_groups
     cg = cfg.c_in // g_off
     idx, wb, dwy, dwx = _sample_geometry(cfg, start, size, off_chunk)
-    dt = x_rows.dtype
-    wb_x = wb.astype(dt)
-    if mask_chunk is not None:
-        m = mask_chunk.reshape(size, g_off, taps).transpose(0, 2, 1)  # (size, K, G)
-        w_all = wb_x * m[..., None]
-    else:
-        m = None
-        w_all = wb_x
-    vals = x_rows.at[idx].get(mode="promise_in_bounds")  # (size, K, G, 4, Cg)
-    cols = jnp.einsum("rkgf,rkgfc->rkgc", w_all, vals, precision=lax.Precision.HIGHEST)
-    # d_kernel = cols^T g ; d_cols = g kernel^T (per conv group)
-    cols_g = cols.reshape(size, taps, grp, cfg.c_in // grp)
-    g_g = g_chunk.reshape(size, grp, cfg.c_out // grp)
-    if grp == 1:
-        d_kmat = jnp.dot(cols_g.reshape(size, -1).T, g_chunk, precision=lax.Precision.HIGHEST)
-        d_kmat = d_kmat.reshape(kmat.shape)
-        d_cols = jnp.dot(g_chunk, kmat.reshape(-1, cfg.c_out).T, precision=lax.Precision.HIGHEST)
-    else:
-        d_kmat = jnp.einsum("rkgc,rgo->kcgo", cols_g, g_g, precision=lax.Precision.HIGHEST)
-        d_cols = jnp.einsum("rgo,kcgo->rkgc", g_g, kmat, precision=lax.Precision.HIGHEST)
-    d_cols = d_cols.reshape(size, taps, g_off, cg)
-    # u[f] = <d_cols, corner f values> per sample; everything else is closed-form in the weights.
-    u = jnp.einsum("rkgc,rkgfc->rkgf", d_cols, vals, precision=lax.Precision.HIGHEST)
+    wb_x = wb.astype(quad.dtype)
+    m = _mask_kg(cfg, mask_chunk, size)
+    w = wb_x if m is None else wb_x * m
+
+    def tap(d_quad, a):
+        idx_t, w_t, kd_t = a
+        d_kd_t, u_t = [], []
+        for og in range(g_off):
+            sl = slice(og * cg, (og + 1) * cg)
+            v = quad.at[idx_t[og]].get(mode="promise_in_bounds")  # (size, 4, Cg)
+            col = sum(w_t[og, f, :, None] * v[:, f] for f in range(4))
+            d_kd_t.append(_dot(col.T, g))  # (Cg, C_out)
+            d_col = _dot(g, kd_t[sl].T)  # (size, Cg)
+            u_t.append(jnp.stack([jnp.sum(d_col * v[:, f], axis=-1) for f in range(4)]))  # (4, size)
+            upd = jnp.stack([w_t[og, f, :, None] * d_col for f in range(4)], axis=1)  # (size, 4, Cg)
+            d_quad = d_quad.at[idx_t[og]].add(upd, mode="promise_in_bounds")  # one scatter-add
+        return d_quad, (_concat(d_kd_t), jnp.stack(u_t))
+
+    d_quad, (d_kd_c, u) = _tap_loop(tap, d_quad, (idx, w, kd))  # u: (K, G, 4, size)
+    d_kd = d_kd + d_kd_c
     uf = u.astype(dwy.dtype)
-    d_sy = jnp.sum(dwy * uf, axis=-1)
-    d_sx = jnp.sum(dwx * uf, axis=-1)
+    d_sy = jnp.sum(dwy * uf, axis=2)  # (K, G, size)
+    d_sx = jnp.sum(dwx * uf, axis=2)
     if m is not None:
-        d_m = jnp.sum(wb_x * u, axis=-1)  # (size, K, G)
-        d_sy = d_sy * m.astype(d_sy.dtype)
-        d_sx = d_sx * m.astype(d_sx.dtype)
-        d_mask = d_m.transpose(0, 2, 1).reshape(size, g_off * taps)
+        d_m = jnp.sum(wb_x * u, axis=2)
+        d_sy = d_sy * m[:, :, 0].astype(d_sy.dtype)
+        d_sx = d_sx * m[:, :, 0].astype(d_sx.dtype)
+        d_mask = d_m.transpose(2, 1, 0).reshape(size, g_off * taps)
     else:
         d_mask = None
-    d_off = jnp.stack([d_sy, d_sx], axis=-1).transpose(0, 2, 1, 3).reshape(size, g_off * taps * 2)
-    updates = w_all[..., None] * d_cols[:, :, :, None, :]  # (size, K, G, 4, Cg)
-    return idx.reshape(-1), updates.reshape(-1, cg), d_kmat, d_off, d_mask
+    d_off = jnp.stack([d_sy, d_sx], axis=-1).transpose(2, 1, 0, 3).reshape(size, g_off * taps * 2)
+    return d_quad, d_kd, d_off, d_mask
 
 
 def _backward(cfg: _Config, x, offsets, kernel, mask, g):
-    g_off = cfg.offset_groups
-    cg = cfg.c_in // g_off
-    x_rows = x.reshape(cfg.n * cfg.h * cfg.w * g_off, cg)
-    kmat = _kernel_matrix(cfg, kernel)
+    quad = _quad(cfg, x)
+    kd = _dense_kernel(cfg, kernel)
     rows, n_full, rem = _chunks(cfg)
     off = offsets.reshape(rows, -1)
     msk = None if mask is None else mask.reshape(rows, -1)
     g = g.reshape(rows, cfg.c_out).astype(x.dtype)
     b = cfg.chunk
-    dx = jnp.zeros_like(x_rows)
-    dk = jnp.zeros_like(kmat)
+    d_quad = jnp.zeros_like(quad)
+    d_kd = jnp.zeros_like(kd)
     d_offs, d_masks = [], []
-
-    def scatter(dx, idx, upd):
-        return dx.at[idx].add(upd, mode="promise_in_bounds")
-
     if n_full == 1:
-        idx, upd, dk, d_o, d_m = _chunk_backward(
-            cfg, x_rows, kmat, 0, b, off[:b], None if msk is None else msk[:b], g[:b]
+        d_quad, d_kd, d_o, d_m = _chunk_backward(
+            cfg, quad, kd, d_quad, d_kd, 0, b, off[:b], None if msk is None else msk[:b], g[:b]
         )
-        dx = scatter(dx, idx, upd)
         d_offs.append(d_o)
         d_masks.append(d_m)
     elif n_full > 1:
 
         def body(carry, a):
-            dx, dk = carry
-            idx, upd, dk_c, d_o, d_m = _chunk_backward(cfg, x_rows, kmat, a[0], b, a[1], a[2], a[3])
-            return (scatter(dx, idx, upd), dk + dk_c), (d_o, d_m)
+            d_quad, d_kd = carry
+            d_quad, d_kd, d_o, d_m = _chunk_backward(cfg, quad, kd, d_quad, d_kd, a[0], b, a[1], a[2], a[3])
+            return (d_quad, d_kd), (d_o, d_m)
 
         xs = (
             jnp.arange(n_full, dtype=jnp.int32) * b,
@@ -394,22 +446,19 @@ def _backward(cfg: _Config, x, offsets, kernel, mask, g):
             None if msk is None else msk[: n_full * b].reshape(n_full, b, -1),
             g[: n_full * b].reshape(n_full, b, -1),
         )
-        (dx, dk), (d_o, d_m) = lax.scan(body, (dx, dk), xs)
+        (d_quad, d_kd), (d_o, d_m) = lax.scan(body, (d_quad, d_kd), xs)
         d_offs.append(d_o.reshape(n_full * b, -1))
         d_masks.append(None if d_m is None else d_m.reshape(n_full * b, -1))
     if rem:
         s = n_full * b
-        idx, upd, dk_c, d_o, d_m = _chunk_backward(
-            cfg, x_rows, kmat, s, rem, off[s:], None if msk is None else msk[s:], g[s:]
+        d_quad, d_kd, d_o, d_m = _chunk_backward(
+            cfg, quad, kd, d_quad, d_kd, s, rem, off[s:], None if msk is None else msk[s:], g[s:]
         )
-        dx = scatter(dx, idx, upd)
-        dk = dk + dk_c
         d_offs.append(d_o)
         d_masks.append(d_m)
-    cat = (lambda parts: parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0))
-    d_offsets = cat(d_offs).reshape(offsets.shape).astype(offsets.dtype)
-    d_mask = None if mask is None else cat(d_masks).reshape(mask.shape).astype(mask.dtype)
-    return dx.reshape(x.shape), d_offsets, dk.reshape(kernel.shape), d_mask
+    d_offsets = _concat(d_offs).reshape(offsets.shape).astype(offsets.dtype)
+    d_mask = None if mask is None else _concat(d_masks).reshape(mask.shape).astype(mask.dtype)
+    return _unquad(cfg, d_quad).astype(x.dtype), d_offsets, _undense_kernel(cfg, d_kd).astype(kernel.dtype), d_mask
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
