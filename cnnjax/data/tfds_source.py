@@ -41,8 +41,9 @@ def tfds_builder(name: str, data_dir: str | None = None):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # unknown name, or metadata that cannot be read offline
+        first_line = (str(e).strip().splitlines() or [""])[0]
         raise FileNotFoundError(
-            f"TFDS data set {name!r} could not be found in {data_dir!r} ({type(e).__name__}: {e}). "
+            f"TFDS data set {name!r} could not be found in {data_dir!r} ({type(e).__name__}: {first_line}). "
             + _how_to_prepare(name, data_dir)
         ) from e
     if not builder.is_prepared():

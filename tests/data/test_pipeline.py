@@ -49,3 +49,89 @@ def test_eval_covers_every_example_once():
 def test_batch_size_larger_than_data():
     with pytest.raises(ValueError, match="batch_size=200 is larger than the 103 examples"):
         next(train_batches(_source(), 200, seed=0, epoch=0))
+
+
+def _labels(batches):
+    return [b["label"] for b in batches]
+
+
+def test_two_pipelines_with_the_same_seed_are_identical_across_epochs():
+    src = _source(57)
+    for epoch in range(3):
+        a = list(train_batches(src, 8, seed=11, epoch=epoch))
+        b = list(train_batches(src, 8, seed=11, epoch=epoch))
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x["image"], y["image"])
+            np.testing.assert_array_equal(x["label"], y["label"])
+    other = np.concatenate(_labels(train_batches(src, 8, seed=12, epoch=0)))
+    assert not np.array_equal(np.concatenate(_labels(train_batches(src, 8, seed=11, epoch=0))), other)
+
+
+def test_resume_from_saved_state_mid_epoch_sees_the_uninterrupted_stream():
+    """A run interrupted after batch 4 of epoch 1 and restored from (epoch=1, batch=4) continues exactly."""
+    src, bs, seed = _source(50), 6, 5
+    uninterrupted = [lab for e in range(3) for lab in _labels(train_batches(src, bs, seed=seed, epoch=e))]
+    resumed = _labels(train_batches(src, bs, seed=seed, epoch=0))
+    resumed += _labels(train_batches(src, bs, seed=seed, epoch=1))[:4]
+    state = {"epoch": 1, "batch": 4}  # what the checkpoint stores
+    resumed += _labels(train_batches(src, bs, seed=seed, epoch=state["epoch"], start_batch=state["batch"]))
+    resumed += _labels(train_batches(src, bs, seed=seed, epoch=2))
+    assert len(resumed) == len(uninterrupted) == 3 * (50 // 6)
+    for x, y in zip(uninterrupted, resumed, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resume_with_threads_matches_plain():
+    src = _source(40)
+    plain = _labels(train_batches(src, 4, seed=3, epoch=2, start_batch=3))
+    threaded = _labels(train_batches(src, 4, seed=3, epoch=2, start_batch=3, num_threads=2))
+    assert len(plain) == len(threaded) == 7
+    for x, y in zip(plain, threaded, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_sharded_processes_partition_every_epoch(count):
+    src = _source(61)
+    for epoch in range(2):
+        shards = [np.concatenate(_labels(train_batches(src, 4, seed=9, epoch=epoch, process_index=p,
+                                                       process_count=count))) for p in range(count)]
+        union = np.concatenate(shards)
+        assert len(set(union.tolist())) == len(union)  # disjoint, no repeats
+        assert all(len(s) == (61 // count) // 4 * 4 for s in shards)  # same number of steps everywhere
+
+
+def test_sharded_eval_covers_every_example_once():
+    src = _source(23)
+    seen = []
+    for p in range(2):
+        for b in eval_batches(src, 5, process_index=p, process_count=2):
+            seen += b["label"][b["mask"] > 0].tolist()
+    assert sorted(seen) == list(range(23))
+
+
+def test_eval_batches_with_threads_in_order():
+    src = _source(23)
+    seen = [lab for b in eval_batches(src, 4, num_threads=3) for lab in b["label"][b["mask"] > 0].tolist()]
+    assert seen == list(range(23))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(start_batch=11), r"start_batch=11 must lie in \[0, 10\]"),
+    (dict(start_batch=-1), "start_batch=-1"),
+    (dict(num_threads=-2), "num_threads=-2"),
+    (dict(process_index=2, process_count=2), "process_index=2"),
+])
+def test_bad_pipeline_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        next(train_batches(_source(), 10, seed=0, epoch=0, **kwargs))
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches():
+    src = _source(60)
+    plain = _labels(train_batches(src, 6, seed=1, epoch=0, start_batch=2))
+    workers = _labels(train_batches(src, 6, seed=1, epoch=0, start_batch=2, num_workers=2))
+    assert len(plain) == len(workers) == 8
+    for x, y in zip(plain, workers, strict=True):
+        np.testing.assert_array_equal(x, y)

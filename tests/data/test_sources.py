@@ -37,3 +37,43 @@ def test_missing_file_in_folder(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match=r"dataset.name='cifar' is unknown; available: .*fashion_mnist"):
         get_dataset(_config(name="cifar"))
+
+
+def test_digits_dataset():
+    ds = get_dataset(_config(name="digits"))
+    assert len(ds.train) == 1437 and len(ds.test) == 360 and ds.num_classes == 10
+    assert ds.train.images.shape[1:] == (8, 8, 1) and ds.train.images.dtype == np.uint8
+    assert ds.image_shape == (8, 8, 1) and ds.train.image_shape == (8, 8, 1)
+    assert ds.train.images.max() == 255 and ds.train.images.min() == 0
+    again = get_dataset(_config(name="digits"))
+    np.testing.assert_array_equal(ds.test.labels, again.test.labels)
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    all_images = np.concatenate([ds.train.images, ds.test.images])[..., 0]
+    assert sorted(map(bytes, all_images)) == sorted(map(bytes, np.rint(raw.images * 255 / 16).astype(np.uint8)))
+
+
+def test_digits_validation_split_is_disjoint():
+    ds = get_dataset(_config(name="digits", validation_size=200, split_seed=1))
+    assert len(ds.train) == 1237 and len(ds.validation) == 200
+
+
+def test_subset_and_take():
+    from cnnjax.data.sources import ArraySource, Subset, take
+
+    src = ArraySource(np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1), np.arange(10, dtype=np.int32))
+    sub = Subset(src, [7, 2, 5])
+    assert len(sub) == 3 and sub[1][1] == 2 and sub.image_shape == (1, 1, 1)
+    np.testing.assert_array_equal(sub.get_batch([2, 0])["label"], [5, 7])
+    assert len(take(sub, 2)) == 2
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\)"):
+        Subset(src, [10])
+
+
+def test_synthetic_and_empty_prefixes():
+    assert get_dataset(_config(name="synthetic")).image_shape == (28, 28, 1)
+    with pytest.raises(ValueError, match="needs a path"):
+        get_dataset(_config(name="folder:"))
+    with pytest.raises(ValueError, match="needs a TFDS name"):
+        get_dataset(_config(name="tfds:"))
