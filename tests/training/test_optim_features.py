@@ -1,0 +1,103 @@
+"""Gradient accumulation, EMA, mixed precision, schedules and label smoothing, each against a formula."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from cnnjax.data.pipeline import eval_batches, train_batches
+from cnnjax.data.sources import synthetic_dataset
+from cnnjax.models import get_model
+from cnnjax.training.optimizers import make_schedule
+from cnnjax.training.steps import cross_entropy, eval_step, train_step
+from cnnjax.training.train import build_model, create_train_state
+
+
+def _config(**opt):
+    c = ml_collections.ConfigDict({"seed": 0, "ema_decay": 0.0, "model": {"name": "lenet5"},
+                                   "optimizer": {"name": "adam", "learning_rate": 1e-3}})
+    c.optimizer.update(opt)
+    return c
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch():
+    ds = synthetic_dataset(num_train=256)
+    batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
+    halves = [{k: v[:32] for k, v in batch.items()}, {k: v[32:] for k, v in batch.items()}]
+    model = get_model("lenet5")
+    full = create_train_state(_config(), model, (28, 28, 1), total_steps=1)
+    full, _ = jax.jit(train_step)(full, batch)
+    acc = create_train_state(_config(accumulate_steps=2), model, (28, 28, 1), total_steps=2)
+    step = jax.jit(train_step)
+    acc, _ = step(acc, halves[0])
+    unchanged = jax.tree_util.tree_map(np.array_equal, acc.params,
+                                       create_train_state(_config(), model, (28, 28, 1), 1).params)
+    assert all(jax.tree_util.tree_leaves(unchanged)), "the first micro-batch must not update the weights"
+    acc, _ = step(acc, halves[1])
+    diff = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), full.params, acc.params)
+    assert max(jax.tree_util.tree_leaves(diff)) < 1e-6
+
+
+def test_ema_follows_its_formula():
+    ds = synthetic_dataset(num_train=128)
+    batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
+    c = _config()
+    c.ema_decay = 0.9
+    state = create_train_state(c, get_model("lenet5"), (28, 28, 1), total_steps=2)
+    ema0 = state.ema_params
+    new, _ = train_step(state, batch, ema_decay=0.9)
+    expected = jax.tree_util.tree_map(lambda e, p: 0.9 * e + 0.1 * p, ema0, new.params)
+    diff = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), expected, new.ema_params)
+    assert max(jax.tree_util.tree_leaves(diff)) < 1e-7
+    out_ema = eval_step(new, next(eval_batches(ds.test, 64)), use_ema=True)
+    out_raw = eval_step(new, next(eval_batches(ds.test, 64)), use_ema=False)
+    assert float(out_ema["loss_sum"]) != float(out_raw["loss_sum"])
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+    c = _config()
+    c.mixed_precision = "bfloat16"
+    model = build_model(c, 10)
+    state = create_train_state(c, model, (28, 28, 1), total_steps=1)
+    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(state.params))
+    ds = synthetic_dataset(num_train=128)
+    batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
+    new, metrics = jax.jit(train_step)(state, batch)
+    assert np.isfinite(float(metrics["loss"]))
+    assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(new.params))
+    jaxpr = str(jax.make_jaxpr(lambda s, b: train_step(s, b))(state, batch))
+    assert "bf16" in jaxpr
+
+
+def test_schedules():
+    c = ml_collections.ConfigDict({"learning_rate": 0.1, "schedule": "warmup_cosine", "warmup_steps": 10})
+    s = make_schedule(c, total_steps=110)
+    assert float(s(0)) == 0.0 and abs(float(s(10)) - 0.1) < 1e-7 and abs(float(s(110))) < 1e-7
+    assert abs(float(s(60)) - 0.05) < 1e-6  # halfway through the cosine: lr * (1 + cos(pi/2)) / 2
+    c = ml_collections.ConfigDict({"learning_rate": 0.1, "schedule": "step", "boundaries_epochs": (2, 4),
+                                   "decay_factor": 0.1})
+    s = make_schedule(c, total_steps=100, steps_per_epoch=10)
+    np.testing.assert_allclose([float(s(t)) for t in (0, 19, 20, 39, 40)], [0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+
+
+def test_label_smoothing_formula():
+    logits = jnp.array([[2.0, 0.0, -1.0]])
+    s = 0.3
+    q = np.array([1 - s + s / 3, s / 3, s / 3])
+    expected = -np.sum(q * np.asarray(jax.nn.log_softmax(logits[0])))
+    np.testing.assert_allclose(float(cross_entropy(logits, jnp.array([0]), s)[0]), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(cross_entropy(logits, jnp.array([0]))[0]),
+                               float(optax.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0]))[0]))
+
+
+def test_evaluation_never_augments():
+    """eval_step sees the raw images: its loss equals the loss recomputed by hand on unaugmented input."""
+    ds = synthetic_dataset(num_train=128)
+    model = get_model("lenet5")
+    state = create_train_state(_config(), model, (28, 28, 1), total_steps=1)
+    batch = next(eval_batches(ds.test, 64))
+    out = eval_step(state, batch)
+    logits = model.apply({"params": state.params}, batch["image"].astype(np.float32) / 255.0)
+    np.testing.assert_allclose(float(out["loss_sum"]), float(jnp.sum(cross_entropy(logits, batch["label"]))),
+                               rtol=1e-5)
