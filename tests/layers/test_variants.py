@@ -9,6 +9,7 @@ import pytest
 
 from cnnjax import ops
 from cnnjax.layers import CONV_VARIANTS, conv_layer, parse_conv_variant
+from tests.layers.test_layers import random_params
 
 HAS_DEFORM = importlib.util.find_spec("cnnjax.layers.deform") is not None
 NON_DEFORM = ["standard", "separable", "grouped:4", "grouped", "dilated:2", "dilated", "locally_connected"]
@@ -26,8 +27,8 @@ def test_every_variant_maps_to_features(variant, strides, padding):
     assert out == {(1, "SAME"): 8, (2, "SAME"): 4, (1, "VALID"): 6 if dilation == 1 else 4}[strides, padding]
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
     layer = conv_layer(variant, 8, 3, strides=strides, padding=padding)
-    params = layer.init(jax.random.key(1), x)
-    y = layer.apply(params, x)
+    params = random_params(layer, x)
+    y = jax.jit(layer.apply)(params, x)
     assert y.shape == (2, out, out, 8)
     assert bool(jnp.all(jnp.isfinite(y)))
 
@@ -52,8 +53,8 @@ def test_variant_parameter_counts():
 def test_dilated_spec_sets_dilation():
     x = jax.random.normal(jax.random.key(0), (1, 9, 9, 1))
     layer = conv_layer("dilated:4", 1, 3, padding="VALID", use_bias=False)
-    params = layer.init(jax.random.key(1), x)
-    y = layer.apply(params, x)
+    params = random_params(layer, x)
+    y = jax.jit(layer.apply)(params, x)
     assert y.shape == (1, 1, 1, 1)  # 3x3 dilated 4 spans 9x9
     k = params["params"]["kernel"]
     np.testing.assert_allclose(y, ops.conv(x, k, dilation=4), rtol=1e-6)
@@ -84,9 +85,9 @@ def test_grouped_not_dividing_channels_raises_at_call():
     x = jnp.ones((1, 8, 8, 6))
     layer = conv_layer("grouped:4", 8, 3)
     with pytest.raises(ValueError, match="groups=4 must divide in_channels=6"):
-        layer.init(jax.random.key(0), x)
+        jax.eval_shape(layer.init, jax.random.key(0), x)
     with pytest.raises(ValueError, match="groups=4 must divide features=6"):
-        conv_layer("grouped:4", 6, 3).init(jax.random.key(0), jnp.ones((1, 8, 8, 8)))
+        jax.eval_shape(conv_layer("grouped:4", 6, 3).init, jax.random.key(0), jnp.ones((1, 8, 8, 8)))
 
 
 @pytest.mark.skipif(HAS_DEFORM, reason="cnnjax.layers.deform exists")
@@ -101,5 +102,5 @@ def test_deformable_variants(variant):
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
     layer = conv_layer(variant, 8, 3)
     assert layer.modulated == (variant == "deformable_v2")
-    params = layer.init(jax.random.key(1), x)
-    assert layer.apply(params, x).shape == (2, 8, 8, 8)
+    params = jax.jit(layer.init)(jax.random.key(1), x)  # the real initialisers, once
+    assert jax.jit(layer.apply)(params, x).shape == (2, 8, 8, 8)
