@@ -26,6 +26,7 @@ from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
 from cnnjax.training.metrics import MetricWriter, to_python, write_json
 from cnnjax.training.optimizers import freeze, make_optimizer
+from cnnjax.training.pretrained import load_pretrained
 from cnnjax.training.state import TrainState
 from cnnjax.training.steps import eval_step, new_train_sums, train_step_and_sum
 
@@ -181,6 +182,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     image_shape = tuple(dataset.train[0][0].shape)
     trainable_mask = trainable_mask_for(config, model, image_shape)
     state = create_train_state(config, model, image_shape, total_steps, steps, trainable_mask)
+    if config.get("init_from"):
+        state = load_pretrained(state, config.init_from)
     num_params = count_params(state.params)
     identity = checkpoint_identity(config, state, image_shape, dataset.num_classes)
 

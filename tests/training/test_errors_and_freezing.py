@@ -92,3 +92,26 @@ def test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged(tmp_path):
     moved = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), initial.params["head"],
                                    final_tree["params"]["head"])
     assert all(jax.tree_util.tree_leaves(moved))
+
+
+def test_transfer_from_own_checkpoint_loads_backbone_and_keeps_it_frozen(tmp_path):
+    from cnnjax.training.pretrained import read_pretrained
+
+    source = tmp_path / "source"
+    train_and_evaluate(synthetic_config(**{"model.name": "resnet20", "checkpoint_every_steps": 0}), str(source))
+    pretrained = read_pretrained(str(source))
+    c = synthetic_config(**{"model.name": "transfer", "frozen": ("backbone",), "init_from": str(source),
+                            "checkpoint_every_steps": 0})
+    c.model.kwargs.backbone = "resnet20"
+    target = tmp_path / "transfer"
+    train_and_evaluate(c, str(target))
+    final = read_pretrained(str(target))
+    for name in ("params", "batch_stats"):
+        src = {k: v for k, v in pretrained[name].items() if k in final[name]["backbone"]}
+        same = jax.tree_util.tree_map(np.array_equal, src, final[name]["backbone"])
+        assert set(src) == set(final[name]["backbone"]) and all(jax.tree_util.tree_leaves(same))
+
+
+def test_init_from_bad_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no checkpoints"):
+        train_and_evaluate(synthetic_config(init_from=str(tmp_path)), str(tmp_path / "w"))
