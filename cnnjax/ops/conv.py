@@ -81,6 +81,10 @@ def check_ranks(x, kernel, kernel_extra_axes: int = 2, layout: str = "(*k, C_in/
             f"x.shape={x.shape} has rank {x.ndim} but kernel.shape={kernel.shape} needs rank {nd + 2} "
             f"(N, {nd} spatial axes, C)"
         )
+    if 0 in kernel.shape:
+        raise ValueError(f"kernel.shape={kernel.shape} must not have an empty axis {layout}")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"x.shape={x.shape} must not have an empty spatial or channel axis")
     return nd
 
 

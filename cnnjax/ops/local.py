@@ -12,7 +12,7 @@ from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
 
 def extract_patches(x, window, *, stride=1, padding="VALID", dilation=1, pad_mode: str = "constant"):
-    """Sliding windows of ``x`` by exact strided slicing (no arithmetic).
+    """Sliding windows of ``x`` (the receptive fields of seed 004's k-local layer), by exact strided slicing.
 
     Args:
       x: ``(N, *spatial, C)``.

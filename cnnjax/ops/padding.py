@@ -1,4 +1,9 @@
-"""Padding: VALID, SAME, FULL and explicit (lo, hi) pairs; fill by zeros, edge, reflection or wrap."""
+"""Padding: VALID, SAME, FULL and explicit (lo, hi) pairs; fill by zeros, edge, reflection or wrap.
+
+Seed 000 ("Отступ / Padding"): pad with zeros (the most popular) or with the nearest pixel; kinds Same
+(output size = input size), Valid (no padding), Full (output larger than the input). Seed 004: SAME
+frames are zeros or a mirror reflection of the picture. Circular (wrap) padding completes the set.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,13 @@ def _is_int(value) -> bool:
 
 
 def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int]]:
-    """Turn a padding spec into one (lo, hi) pair per spatial axis.
+    """Turn a padding spec into one (lo, hi) pair per spatial axis (seed 000).
 
-    SAME pads ``D (M - 1)`` in total (``lo = total // 2``), which keeps the size at stride 1;
-    FULL pads ``D (M - 1)`` on both sides so every partial overlap is produced.
+    VALID: ``(0, 0)``. SAME pads ``D (M - 1)`` in total (``lo = total // 2``, ``hi = total - lo``), which keeps
+    the size at stride 1 and gives ``ceil(H / S)`` at stride ``S`` (like PyTorch's ``padding='same'`` and an
+    explicit ``padding=(M - 1) / 2``; TensorFlow's SAME pads less at stride > 1, shifting the grid).
+    FULL pads ``D (M - 1)`` on both sides so every partial overlap is produced:
+    ``H_out = H + D (M - 1)`` at stride 1.
     Explicit: an int (all sides), one int per axis, or one ``(lo, hi)`` pair per axis; with one
     spatial axis a bare ``(lo, hi)`` pair is accepted too.
     """
@@ -72,10 +80,12 @@ def check_pad_mode(mode) -> str:
 
 
 def pad(x, pads: Sequence[tuple[int, int]], mode: str = "constant", value=0.0):
-    """Pad the spatial axes of an ``(N, *spatial, C)`` array.
+    """Pad the spatial axes of an ``(N, *spatial, C)`` array (seeds 000, 004).
 
-    Modes: "constant" (fill with ``value``), "edge" (nearest pixel), "reflect" (mirror without
-    repeating the edge pixel), "wrap" (circular).
+    For one axis with ``x = [x_0 .. x_{H-1}]`` and index ``i`` in ``[-lo, H + hi)`` the padded value is:
+    "constant" ``value`` outside, "edge" (nearest pixel) ``x[clip(i, 0, H - 1)]``, "reflect" (mirror without
+    repeating the edge pixel) ``x[-i]`` / ``x[2 (H - 1) - i]``, "wrap" (circular) ``x[i mod H]``.
+    PyTorch's ``F.pad`` names: constant, replicate, reflect, circular.
     """
     check_pad_mode(mode)
     x = jnp.asarray(x)

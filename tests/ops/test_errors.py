@@ -48,6 +48,9 @@ K = jnp.ones((3, 3, 4, 8))
         ((5, 5, 4), (3, 3, 4, 8), {}, "has rank 3"),
         ((1, 5, 5, 4), (4, 8), {}, "kernel.shape=.* must have 3 to 5 axes"),
         ((1, 5, 5, 5, 5, 5, 4), (3, 3, 3, 3, 3, 4, 8), {}, "must have 3 to 5 axes"),
+        # empty axes
+        ((1, 5, 5, 4), (0, 3, 4, 8), {}, "must not have an empty axis"),
+        ((1, 5, 0, 4), (3, 3, 4, 8), {}, "must not have an empty spatial or channel axis"),
     ],
 )
 def test_conv_rejects(x_shape, k_shape, kwargs, match):
