@@ -227,6 +227,10 @@ def _sample_geometry(cfg: _Config, start, size: int, off_chunk):
     array; bilinear weights ``wb`` and their derivatives ``dwy``, ``dwx`` with respect to the sample
     position, (K, G, 4, size), corners 00, 01, 10, 11; the derivatives are zeroed where the position lies
     outside (-1, H) x (-1, W), as in torchvision.
+
+    Computed by a ``lax.scan`` over the taps on purpose: loop outputs are materialised buffers, whereas
+    straight-line index arithmetic would be fused by XLA into every gathered element (recomputed
+    ``4 * C_in / G`` times per sample: 5-10x slower on CPU).
     """
     g_off, taps = cfg.offset_groups, cfg.kh * cfg.kw
     pos_dtype = jnp.promote_types(off_chunk.dtype, jnp.float32)
@@ -235,28 +239,34 @@ def _sample_geometry(cfg: _Config, start, size: int, off_chunk):
     q = r % cfg.w_out
     p = (r // cfg.w_out) % cfg.h_out
     b = r // (cfg.w_out * cfg.h_out)
-    ti = jnp.repeat(jnp.arange(cfg.kh, dtype=jnp.int32), cfg.kw)
-    tj = jnp.tile(jnp.arange(cfg.kw, dtype=jnp.int32), cfg.kh)
-    base_y = p[None, :] * cfg.stride[0] - cfg.pad_lo[0] + ti[:, None] * cfg.dilation[0]  # (K, size)
-    base_x = q[None, :] * cfg.stride[1] - cfg.pad_lo[1] + tj[:, None] * cfg.dilation[1]
-    sy = base_y[:, None, :].astype(pos_dtype) + off[:, :, 0]  # (K, G, size)
-    sx = base_x[:, None, :].astype(pos_dtype) + off[:, :, 1]
-    inside = ((sy > -1) & (sy < cfg.h) & (sx > -1) & (sx < cfg.w))[:, :, None]
-    # Clipping to [-1, H] keeps the value (zero beyond) and floor() in range; the derivative is masked.
-    sy = jnp.clip(sy, -1.0, cfg.h)
-    sx = jnp.clip(sx, -1.0, cfg.w)
-    fy, fx = jnp.floor(sy), jnp.floor(sx)
-    ly, lx = sy - fy, sx - fx
-    hy, hx = 1 - ly, 1 - lx
-    wb = jnp.stack([hy * hx, hy * lx, ly * hx, ly * lx], axis=2)
-    zero = jnp.zeros((), pos_dtype)
-    dwy = jnp.where(inside, jnp.stack([-hx, -lx, hx, lx], axis=2), zero)
-    dwx = jnp.where(inside, jnp.stack([-hy, hy, -ly, ly], axis=2), zero)
     hp, wp = cfg.h + 2, cfg.w + 2
-    # NaN positions give arbitrary ints: clip the row index so the gather stays in bounds.
-    a = jnp.clip(fy.astype(jnp.int32) + 1, 0, hp - 1)
-    c = jnp.clip(fx.astype(jnp.int32) + 1, 0, wp - 1)
-    idx = ((b * hp + a) * wp + c) * g_off + jnp.arange(g_off, dtype=jnp.int32)[None, :, None]
+    row0 = b * hp  # (size,)
+    zero = jnp.zeros((), pos_dtype)
+    og = jnp.arange(g_off, dtype=jnp.int32)[:, None]
+
+    def tap(_, a):
+        t, off_t = a  # off_t: (G, 2, size)
+        base_y = p * cfg.stride[0] - cfg.pad_lo[0] + (t // cfg.kw) * cfg.dilation[0]
+        base_x = q * cfg.stride[1] - cfg.pad_lo[1] + (t % cfg.kw) * cfg.dilation[1]
+        sy = base_y.astype(pos_dtype) + off_t[:, 0]  # (G, size)
+        sx = base_x.astype(pos_dtype) + off_t[:, 1]
+        inside = ((sy > -1) & (sy < cfg.h) & (sx > -1) & (sx < cfg.w))[:, None]
+        # Clipping to [-1, H] keeps the value (zero beyond) and floor() in range; the derivative is masked.
+        sy = jnp.clip(sy, -1.0, cfg.h)
+        sx = jnp.clip(sx, -1.0, cfg.w)
+        fy, fx = jnp.floor(sy), jnp.floor(sx)
+        ly, lx = sy - fy, sx - fx
+        hy, hx = 1 - ly, 1 - lx
+        wb = jnp.stack([hy * hx, hy * lx, ly * hx, ly * lx], axis=1)  # (G, 4, size)
+        dwy = jnp.where(inside, jnp.stack([-hx, -lx, hx, lx], axis=1), zero)
+        dwx = jnp.where(inside, jnp.stack([-hy, hy, -ly, ly], axis=1), zero)
+        # NaN positions give arbitrary ints: clip the row index so the gather stays in bounds.
+        a_ = jnp.clip(fy.astype(jnp.int32) + 1, 0, hp - 1)
+        c_ = jnp.clip(fx.astype(jnp.int32) + 1, 0, wp - 1)
+        idx = ((row0 + a_) * wp + c_) * g_off + og
+        return None, (idx, wb, dwy, dwx)
+
+    _, (idx, wb, dwy, dwx) = lax.scan(tap, None, (jnp.arange(taps, dtype=jnp.int32), off))
     return idx, wb, dwy, dwx
 
 
@@ -318,10 +328,14 @@ def _mask_kg(cfg: _Config, mask_chunk, size):
     return mask_chunk.reshape(size, cfg.offset_groups, cfg.kh * cfg.kw).transpose(2, 1, 0)[:, :, None, :]
 
 
-def _tap_loop(body, carry, xs):
-    """Loop over kernel taps. A ``lax.scan`` (not an unrolled Python loop) on purpose: it keeps the
-    per-sample geometry materialised, so XLA cannot fuse its index arithmetic into every gathered element."""
-    return lax.scan(body, carry, xs)
+def _sample_tap(quad, idx, w, t, og):
+    """Tap ``t``, offset group ``og``: ``(corners (size, 4, Cg), sum_f w[f] * corner_f (size, Cg))``.
+
+    ONE gather of quad rows; the weighted sum is fused with it. The fused loop's minor axis is the
+    gathered row (Cg channels), which XLA:CPU vectorises; an (rows, K * C) im2col root would not be.
+    """
+    v = quad.at[idx[t, og]].get(mode="promise_in_bounds")  # (size, 4, Cg)
+    return v, sum(w[t, og, f, :, None] * v[:, f] for f in range(4))
 
 
 def _chunk_forward(cfg: _Config, quad, kd, start, size, off_chunk, mask_chunk):
@@ -330,17 +344,13 @@ def _chunk_forward(cfg: _Config, quad, kd, start, size, off_chunk, mask_chunk):
     m = _mask_kg(cfg, mask_chunk, size)
     if m is not None:
         w = w * m
-    cg = cfg.c_in // cfg.offset_groups
-
-    def tap(out, a):
-        idx_t, w_t, kd_t = a  # (G, size), (G, 4, size), (C_in, C_out)
+    cg, taps = cfg.c_in // cfg.offset_groups, cfg.kh * cfg.kw
+    out = None
+    for t in range(taps):
         for og in range(cfg.offset_groups):
-            v = quad.at[idx_t[og]].get(mode="promise_in_bounds")  # (size, 4, Cg): one gather
-            col = sum(w_t[og, f, :, None] * v[:, f] for f in range(4))  # (size, Cg)
-            out = out + _dot(col, kd_t[og * cg : (og + 1) * cg])
-        return out, None
-
-    out, _ = _tap_loop(tap, jnp.zeros((size, cfg.c_out), quad.dtype), (idx, w, kd))
+            _, col = _sample_tap(quad, idx, w, t, og)
+            y = _dot(col, kd[t, og * cg : (og + 1) * cg])
+            out = y if out is None else out + y
     return out
 
 
@@ -378,7 +388,11 @@ def _forward(cfg: _Config, x, offsets, kernel, mask):
 
 
 def _chunk_backward(cfg: _Config, quad, kd, d_quad, d_kd, start, size, off_chunk, mask_chunk, g):
-    """Accumulate one chunk's gradients into (d_quad, d_kd); return its (d_offsets, d_mask) rows."""
+    """Accumulate one chunk's gradients into (d_quad, d_kd); return its (d_offsets, d_mask) rows.
+
+    A ``lax.scan`` over the taps (the scatter-adds update ``d_quad`` in place in the loop carry); measured
+    2-3x faster on CPU than the same code unrolled.
+    """
     taps, g_off = cfg.kh * cfg.kw, cfg.offset_groups
     cg = cfg.c_in // g_off
     idx, wb, dwy, dwx = _sample_geometry(cfg, start, size, off_chunk)
@@ -387,20 +401,19 @@ def _chunk_backward(cfg: _Config, quad, kd, d_quad, d_kd, start, size, off_chunk
     w = wb_x if m is None else wb_x * m
 
     def tap(d_quad, a):
-        idx_t, w_t, kd_t = a
+        idx_t, w_t, kd_t = a  # (G, size), (G, 4, size), (C_in, C_out)
         d_kd_t, u_t = [], []
         for og in range(g_off):
             sl = slice(og * cg, (og + 1) * cg)
-            v = quad.at[idx_t[og]].get(mode="promise_in_bounds")  # (size, 4, Cg)
-            col = sum(w_t[og, f, :, None] * v[:, f] for f in range(4))
-            d_kd_t.append(_dot(col.T, g))  # (Cg, C_out)
-            d_col = _dot(g, kd_t[sl].T)  # (size, Cg)
+            v, col = _sample_tap(quad, idx_t[None], w_t[None], 0, og)
+            d_kd_t.append(_dot(col.T, g))  # d_kernel[t, og channels] = col^T g
+            d_col = _dot(g, kd_t[sl].T)  # (size, Cg) = g kernel^T
             u_t.append(jnp.stack([jnp.sum(d_col * v[:, f], axis=-1) for f in range(4)]))  # (4, size)
             upd = jnp.stack([w_t[og, f, :, None] * d_col for f in range(4)], axis=1)  # (size, 4, Cg)
-            d_quad = d_quad.at[idx_t[og]].add(upd, mode="promise_in_bounds")  # one scatter-add
+            d_quad = d_quad.at[idx_t[og]].add(upd, mode="promise_in_bounds")  # ONE scatter-add
         return d_quad, (_concat(d_kd_t), jnp.stack(u_t))
 
-    d_quad, (d_kd_c, u) = _tap_loop(tap, d_quad, (idx, w, kd))  # u: (K, G, 4, size)
+    d_quad, (d_kd_c, u) = lax.scan(tap, d_quad, (idx, w, kd))  # u: (K, G, 4, size)
     d_kd = d_kd + d_kd_c
     uf = u.astype(dwy.dtype)
     d_sy = jnp.sum(dwy * uf, axis=2)  # (K, G, size)
