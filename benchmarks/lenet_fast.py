@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import cnnjax.ops
-from cnnjax.ops.im2col import conv_im2col, im2col_is_faster
+from cnnjax.ops.im2col import conv_im2col, conv_small_channels, im2col_is_faster
 
 _ORIGINAL_CONV = cnnjax.ops.conv
 _ORIGINAL_MAX_POOL = cnnjax.ops.max_pool
@@ -52,13 +52,19 @@ def reshape_max_pool(x, window=2, stride=None, padding="VALID"):
     return _ORIGINAL_MAX_POOL(x, window, stride, padding)
 
 
+CONV_PROTOTYPES = {"im2col": dispatch_conv, "small": conv_small_channels}
+
+
 @contextlib.contextmanager
-def patched_ops(conv: bool = True, pool: bool = True):
-    """Swap ``cnnjax.ops.conv`` / ``max_pool`` (looked up by layers at trace time) for the prototypes."""
+def patched_ops(conv=True, pool: bool = True):
+    """Swap ``cnnjax.ops.conv`` / ``max_pool`` (looked up by layers at trace time) for the prototypes.
+
+    ``conv``: False (unchanged), True / "im2col" (``dispatch_conv``) or "small" (``conv_small_channels``).
+    """
     saved = cnnjax.ops.conv, cnnjax.ops.max_pool
     try:
         if conv:
-            cnnjax.ops.conv = dispatch_conv
+            cnnjax.ops.conv = CONV_PROTOTYPES["im2col" if conv is True else conv]
         if pool:
             cnnjax.ops.max_pool = reshape_max_pool
         yield

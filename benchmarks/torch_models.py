@@ -1,8 +1,8 @@
 """The benchmark's PyTorch contestants: the same architectures as cnnjax's, written in plain torch.
 
 LeNet-5 (modern) mirrors ``cnnjax.models.LeNet5``; ResNet-20 mirrors the CIFAR ResNet of He et al.
-2016 (3 stages x 3 basic blocks, 16/32/64 channels, BatchNorm, identity shortcuts, 1x1 projection
-where the shape changes). Both take uint8 NHWC batches like cnnjax's train step and scale them to
+2016 (3 stages x 3 basic blocks, 16/32/64 channels, BatchNorm, option-A identity shortcuts:
+subsampling and zero-padded channels where the shape changes). Both take uint8 NHWC batches like cnnjax's train step and scale them to
 [0, 1] inside the step, and train with Adam (lr 1e-3) and softmax cross-entropy.
 """
 
@@ -40,9 +40,14 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Identity()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.stride, self.extra = stride, c_out - c_in
+
+    def shortcut(self, x):
+        """Option A (as cnnjax's CIFAR ResNets): subsample, then zero-pad the new channels half each side."""
+        if self.stride == 1 and self.extra == 0:
+            return x
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
     def forward(self, x):
         y = F.relu(self.bn1(self.conv1(x)))

@@ -16,19 +16,23 @@ See ``benchmarks/run.py`` (section ``conv``) for the measured trade-off.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from cnnjax.ops.conv import (
+    DIMENSION_NUMBERS,
     as_tuple,
     check_positive_int,
     check_ranks,
     check_window_fits,
     floating_input,
 )
+from cnnjax.ops.conv import conv as _conv_op
 from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
 
@@ -136,3 +140,112 @@ def im2col_is_faster(x_shape, kernel_shape, groups: int = 1) -> bool:
     del x_shape
     taps = math.prod(kernel_shape[:-2])
     return groups == 1 and taps * kernel_shape[-2] <= 256
+
+
+# ------------------------------------------------------------------ small-channel conv with a custom VJP
+
+
+def _lax_conv_valid(x, kernel, strides, dilations):
+    nd = x.ndim - 2
+    return lax.conv_general_dilated(x, kernel, strides, [(0, 0)] * nd, rhs_dilation=dilations,
+                                    dimension_numbers=DIMENSION_NUMBERS[nd], precision=lax.Precision.HIGHEST)
+
+
+def _shift_add_valid(x, kernel, strides, dilations):
+    """``sum_{u, m} slice_u(x)[..., m, None] * kernel[u, m, :]``: one fused elementwise loop, no GEMM."""
+    nd = x.ndim - 2
+    window, c_in = kernel.shape[:nd], kernel.shape[-2]
+    patches = extract_conv_patches(x, window, stride=strides, dilation=dilations)  # fused away by XLA
+    flat = kernel.reshape(-1, c_in, kernel.shape[-1])
+    y = None
+    for t in range(flat.shape[0]):
+        for m in range(c_in):
+            term = patches[..., t, m, None] * flat[t, m]
+            y = term if y is None else y + term
+    return y
+
+
+def _im2col_valid(x, kernel, strides, dilations):
+    nd = x.ndim - 2
+    patches = extract_conv_patches(x, kernel.shape[:nd], stride=strides, dilation=dilations)
+    rows = patches.shape[:-2]
+    y = jnp.dot(patches.reshape(-1, patches.shape[-2] * patches.shape[-1]),
+                kernel.reshape(-1, kernel.shape[-1]))
+    return y.reshape(*rows, kernel.shape[-1])
+
+
+SHIFT_ADD_MAX_TAPS_X_CIN = 25
+IM2COL_DX_MAX_TAPS_X_CIN = 256
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_small_valid(x, kernel, strides, dilations):
+    return _small_forward(x, kernel, strides, dilations)
+
+
+def _small_forward(x, kernel, strides, dilations):
+    nd = x.ndim - 2
+    if math.prod(kernel.shape[:nd]) * kernel.shape[-2] <= SHIFT_ADD_MAX_TAPS_X_CIN:
+        return _shift_add_valid(x, kernel, strides, dilations)
+    return _lax_conv_valid(x, kernel, strides, dilations)
+
+
+def _conv_small_fwd(x, kernel, strides, dilations):
+    return _small_forward(x, kernel, strides, dilations), (x, kernel)
+
+
+def _conv_small_bwd(strides, dilations, res, dy):
+    x, kernel = res
+    nd = x.ndim - 2
+    # dF: XLA's own backward-filter convolution (fast on CPU even for few channels).
+    d_kernel = jax.vjp(lambda k: _lax_conv_valid(x, k, strides, dilations), kernel)[1](dy)[0]
+    # dX: col2im of dY F^T (the "full convolution with the rotated kernel", seed 001) when the patch row is short.
+    if math.prod(kernel.shape[:nd]) * kernel.shape[-2] <= IM2COL_DX_MAX_TAPS_X_CIN:
+        d_x = jax.vjp(lambda v: _im2col_valid(v, kernel, strides, dilations), x)[1](dy)[0]
+    else:
+        d_x = jax.vjp(lambda v: _lax_conv_valid(v, kernel, strides, dilations), x)[1](dy)[0]
+    return d_x, d_kernel
+
+
+_conv_small_valid.defvjp(_conv_small_fwd, _conv_small_bwd)
+
+
+def conv_small_channels(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1, groups: int = 1,
+                        pad_mode: str = "constant"):
+    """``ops.conv`` (same semantics and checks) tuned for XLA:CPU and few channels, with a custom VJP.
+
+    Forward: for ``prod(k) * C_in <= 25`` (LeNet's first layer) a fused shift-and-add
+    ``Y = sum_{u, m} X[p*S + u*D, m] F[u, m, :] + b`` — XLA:CPU's direct convolution spends ~10x longer
+    there; otherwise XLA's convolution. Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the
+    full convolution of ``dY`` with the rotated kernel, seed 001) as col2im of ``dY F^T`` when
+    ``prod(k) * C_in <= 256``, else XLA's. ``groups > 1`` falls back to :func:`cnnjax.ops.conv`.
+    """
+    x = jnp.asarray(x)
+    kernel = jnp.asarray(kernel)
+    if groups != 1:
+        return _conv_op(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        pad_mode=pad_mode)
+    nd = check_ranks(x, kernel)
+    c_in, c_out = x.shape[-1], kernel.shape[-1]
+    if kernel.shape[-2] != c_in:
+        raise ValueError(
+            f"kernel.shape={kernel.shape} needs in_channels/groups={c_in} on axis -2 (x has {c_in} channels, groups=1)"
+        )
+    window = kernel.shape[:nd]
+    strides = as_tuple(stride, nd, "stride")
+    dilations = as_tuple(dilation, nd, "dilation")
+    check_pad_mode(pad_mode)
+    pads = normalize_padding(padding, window, dilations)
+    check_window_fits(x.shape[1:-1], window, dilations, pads)
+    if bias is not None:
+        bias = jnp.asarray(bias)
+        if bias.shape != (c_out,):
+            raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    x = floating_input(x, kernel)
+    kernel = kernel.astype(x.dtype)
+    if any(lo or hi for lo, hi in pads):
+        x = pad(x, pads, mode=pad_mode)
+    y = _conv_small_valid(x, kernel, strides, dilations)
+    if bias is not None:
+        y = y + bias.astype(y.dtype)
+    return y
