@@ -1,7 +1,9 @@
 """The input pipeline: deterministic shuffled training batches and complete evaluation batches.
 
-grain shuffles and batches the *indices* of a random-access source (a Feistel permutation, so the
-order is a pure function of ``(seed, epoch)``); the source then gathers the whole batch at once.
+The order of an epoch is a permutation of the example *indices* that is a pure function of
+``(seed, epoch)`` (``epoch_permutation``); it is cut into global batches of ``batch_size * process_count``
+and every process takes its slice of each, so several processes see exactly the batches of one. The
+source then gathers a whole batch at once.
 The iterator state is just ``(epoch, batch_index)``: a resumed run starts from the same batch.
 
 Decoding can run in parallel (for image folders and TFDS sources): ``num_threads`` threads per process
@@ -96,16 +98,37 @@ def train_batches(
         raise ValueError(f"process_index={process_index!r} must lie in [0, process_count={process_count!r})")
     _check_batch_size(batch_size, n // process_count, "training")
     _check_workers(num_threads, num_workers)
-    indices = grain.MapDataset.range(n).shuffle(seed=epoch_seed(seed, epoch))
-    lo, hi = process_index * batch_size, (process_index + 1) * batch_size
-    batches = indices.batch(batch_size * process_count, drop_remainder=True).map(lambda g: g[lo:hi])
-    if not isinstance(start_batch, int) or not 0 <= start_batch <= len(batches):
-        raise ValueError(f"start_batch={start_batch!r} must lie in [0, {len(batches)}] (batches per epoch)")
+    order = epoch_permutation(n, seed, epoch)
+    num_batches = n // (batch_size * process_count)
+    if not isinstance(start_batch, int) or not 0 <= start_batch <= num_batches:
+        raise ValueError(f"start_batch={start_batch!r} must lie in [0, {num_batches}] (batches per epoch)")
+    take = functools.partial(_train_indices, order, batch_size, process_index, process_count)
     if num_threads or num_workers:
-        yield from _parallel(batches[start_batch:].map(functools.partial(_gather, source)), num_threads, num_workers, prefetch)
+        gather = functools.partial(_gather_train, source, take)
+        yield from _parallel(grain.MapDataset.range(start_batch, num_batches).map(gather), num_threads, num_workers,
+                             prefetch)
         return
-    for b in range(start_batch, len(batches)):
-        yield _gather(source, batches[b])
+    for b in range(start_batch, num_batches):
+        yield _gather(source, take(b))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` examples in one epoch: a permutation that is a pure function of (seed, epoch).
+
+    NumPy's PCG64 generator seeded with ``epoch_seed(seed, epoch)``: vectorised, ~1 ms for 60,000 indices
+    (grain's per-index Feistel shuffle costs ~2 s of Python per Fashion-MNIST epoch).
+    """
+    return np.random.default_rng(epoch_seed(seed, epoch)).permutation(n)
+
+
+def _train_indices(order, batch_size, process_index, process_count, b):
+    """Indices of process ``process_index``'s slice of global batch ``b``."""
+    start = (b * process_count + process_index) * batch_size
+    return order[start : start + batch_size]
+
+
+def _gather_train(source, take, b):
+    return _gather(source, take(b))
 
 
 def eval_batches(source, batch_size: int, *, process_index: int = 0, process_count: int = 1,

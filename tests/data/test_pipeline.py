@@ -135,3 +135,12 @@ def test_worker_processes_give_the_same_batches():
     assert len(plain) == len(workers) == 8
     for x, y in zip(plain, workers, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_processes_see_the_single_process_global_batches():
+    src = _source(100)
+    single = _labels(train_batches(src, 12, seed=7, epoch=1))
+    parts = [_labels(train_batches(src, 6, seed=7, epoch=1, process_index=p, process_count=2)) for p in range(2)]
+    assert len(single) == len(parts[0]) == len(parts[1]) == 8
+    for b in range(8):
+        np.testing.assert_array_equal(np.concatenate([parts[0][b], parts[1][b]]), single[b])
