@@ -24,9 +24,11 @@ __all__ = [
     "depthwise_params",
     "effective_kernel_size",
     "k_local_params",
+    "locally_connected_flops",
     "locally_connected_params",
     "output_size",
     "receptive_field",
+    "separable_flops",
     "separable_params",
 ]
 
@@ -230,6 +232,34 @@ def conv_flops(
         raise ValueError(f"groups={g} must divide in_channels={m} and out_channels={k}")
     window, out = _per_axis({"kernel_size": kernel_size, "out_spatial": out_spatial}, ndim)
     return n * math.prod(out) * k * (2 * (m // g) * math.prod(window) + int(use_bias))
+
+
+def separable_flops(
+    in_channels: int,
+    out_channels: int,
+    kernel_size,
+    out_spatial,
+    multiplier: int = 1,
+    use_bias: bool = True,
+    batch: int = 1,
+    ndim: int = 2,
+) -> int:
+    """FLOPs of a depthwise-separable conv: depthwise ``2 prod(k)`` per each of ``N prod(out) M d`` outputs,
+    then pointwise ``N prod(out) K (2 M d + [bias])`` (the bias only on the pointwise step, as the op)."""
+    m = _int(in_channels, "in_channels", 1)
+    d = _int(multiplier, "multiplier", 1)
+    depthwise = conv_flops(m, m * d, kernel_size, out_spatial, groups=m, use_bias=False, batch=batch, ndim=ndim)
+    _, out = _per_axis({"kernel_size": kernel_size, "out_spatial": out_spatial}, ndim)
+    pointwise = conv_flops(m * d, out_channels, 1, out, use_bias=use_bias, batch=batch, ndim=len(out))
+    return depthwise + pointwise
+
+
+def locally_connected_flops(
+    in_channels: int, out_channels: int, kernel_size, out_spatial, use_bias: bool = True, batch: int = 1,
+    ndim: int = 2,
+) -> int:
+    """FLOPs of a locally connected layer: the same count as the conv of that shape (only the weights differ)."""
+    return conv_flops(in_channels, out_channels, kernel_size, out_spatial, use_bias=use_bias, batch=batch, ndim=ndim)
 
 
 def dense_flops(n_in: int, n_out: int, use_bias: bool = True, batch: int = 1) -> int:

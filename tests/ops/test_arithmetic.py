@@ -107,6 +107,10 @@ def test_flops():
     assert A.conv_flops(2, 1, (3, 3), (1, 1)) == 37
     assert A.conv_flops(4, 8, 3, (5, 5), groups=2, use_bias=False, batch=2) == 2 * 25 * 8 * 2 * 2 * 9
     assert A.dense_flops(10, 3) == 3 * 21
+    # separable: depthwise 3x3 on 4 maps then 1x1 to 8 maps, 5x5 output
+    assert A.separable_flops(4, 8, 3, 5) == 25 * 4 * 2 * 9 + 25 * 8 * (2 * 4 + 1)
+    assert A.separable_flops(4, 8, (3, 3), (5, 5), multiplier=2) == 25 * 8 * 2 * 9 + 25 * 8 * (2 * 8 + 1)
+    assert A.locally_connected_flops(4, 8, 3, 5) == A.conv_flops(4, 8, 3, 5)
     with pytest.raises(ValueError, match="groups"):
         A.conv_flops(4, 6, 3, 5, groups=4)
 
