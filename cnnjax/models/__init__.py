@@ -11,6 +11,7 @@ from cnnjax.models.dilated import DilatedCNN
 from cnnjax.models.inception import InceptionModule, SmallGoogLeNet
 from cnnjax.models.lenet import LeNet5, LeNet5Classic
 from cnnjax.models.resnet import ResidualBlock, ResNet, TransferNet, cifar_resnet, imagenet_resnet
+from cnnjax.models.small_cnn import SmallCNN
 
 RESNETS = {f"resnet{d}": imagenet_resnet(d) for d in (18, 34, 50, 101, 152)}
 RESNETS.update({f"resnet{d}": cifar_resnet(d) for d in (20, 32, 44, 56, 110)})
@@ -22,6 +23,7 @@ MODELS = {
     "inception": SmallGoogLeNet,
     "dilated_cnn": DilatedCNN,
     "transfer": TransferNet,
+    "small_cnn": SmallCNN,
 }
 
 
@@ -44,6 +46,7 @@ __all__ = [
     "LeNet5Classic",
     "ResNet",
     "ResidualBlock",
+    "SmallCNN",
     "SmallGoogLeNet",
     "TransferNet",
     "get_model",

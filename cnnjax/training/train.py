@@ -255,6 +255,7 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
     eval_batch_size = int(config.get("eval_batch_size", 1000))
     every = int(config.get("checkpoint_every_steps", 0))
     start = time.perf_counter()
+    first_step_s = None
     for epoch in range(first_epoch, num_epochs):
         bar = tqdm(total=steps, initial=start_batch, desc=f"epoch {epoch + 1}/{num_epochs}", unit="step",
                    leave=False, disable=not (lead and config.get("progress_bar", True)))
@@ -263,7 +264,12 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
                                 start_batch=start_batch, process_index=pi, process_count=pc)
         for i, batch in enumerate(batches, start=start_batch):
             state, sums, metrics = step_fn(state, sums, mesh_lib.shard_batch(batch, mesh))
-            done_here += 1
+            if first_step_s is None:  # the first step compiles: time it apart from the throughput
+                jax.block_until_ready(state)
+                first_step_s = time.perf_counter() - start
+                t0 = time.perf_counter()
+            else:
+                done_here += 1
             if every and (i + 1) % every == 0 and i + 1 < steps:
                 history["train_time_s"] += time.perf_counter() - t0
                 history["images_seen"] += done_here * batch_size
@@ -316,6 +322,7 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
         "wall_time_s": time.perf_counter() - start,  # this process's time since it (re)started
         "train_time_s": history["train_time_s"],
         "train_images_per_s": history["images_seen"] / max(history["train_time_s"], 1e-9),
+        "first_step_s": first_step_s,  # data loading + compilation + one step, in this (re)start
         "model": config.model.name,
         "dataset": config.dataset.name,
         "backend": jax.default_backend(),

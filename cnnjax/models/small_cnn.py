@@ -1,0 +1,40 @@
+"""A small VGG-style network for 28x28 images (under 100,000 parameters): the ``fashion_small`` model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnnjax.models.common import GlobalAvgPool, MaxPool, batch_norm, check_input, make_conv
+
+
+class SmallCNN(nn.Module):
+    """Stages of two 3x3 conv -> BatchNorm -> ReLU, a 2x2 max-pool after each stage, dropout, global
+    average pooling and a dense classifier.
+
+    With ``widths=(32, 64)`` and 10 classes: 65,834 parameters.
+    """
+
+    num_classes: int = 10
+    widths: Sequence[int] = (32, 64)
+    convs_per_stage: int = 2
+    dropout: float = 0.1
+    conv: str = "standard"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        check_input(x, "small_cnn", min_size=2 ** len(self.widths))
+        x = x.astype(self.dtype)
+        for s, width in enumerate(self.widths):
+            for i in range(self.convs_per_stage):
+                variant = "standard" if (s == 0 and i == 0) else self.conv
+                x = make_conv(variant, width, 3, use_bias=False, dtype=self.dtype, name=f"conv{s}_{i}")(x)
+                x = nn.relu(batch_norm(train, self.dtype, name=f"bn{s}_{i}")(x))
+            x = MaxPool(2)(x)
+            x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = GlobalAvgPool()(x)
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x).astype(jnp.float32)
