@@ -1,6 +1,7 @@
 """Flax modules that wrap the pure ops: they own parameters, the op does the computation."""
 
 from cnnjax.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, he_normal
+from cnnjax.layers.deform import DeformConv
 from cnnjax.layers.local import LocallyConnected
 from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, SumPool
 from cnnjax.layers.variants import CONV_VARIANTS, conv_layer, parse_conv_variant
@@ -10,6 +11,7 @@ __all__ = [
     "ConvTranspose",
     "DepthwiseConv",
     "SeparableConv",
+    "DeformConv",
     "LocallyConnected",
     "MaxPool",
     "AvgPool",
