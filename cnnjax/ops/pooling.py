@@ -107,6 +107,7 @@ def global_avg_pool(x, keepdims: bool = False):
 
 
 def global_max_pool(x, keepdims: bool = False):
-    """Global max pooling: ``y[n, c] = max_p x[n, p, c]``; ``(N, C)`` or ``(N, 1, ..., 1, C)``."""
+    """Global max pooling (max pooling of seeds 000/001/003 with the window = the whole map):
+    ``y[n, c] = max_p x[n, p, c]``; ``(N, C)`` or ``(N, 1, ..., 1, C)``."""
     x, axes = _global_axes(x)
     return jnp.max(x, axis=axes, keepdims=keepdims)
