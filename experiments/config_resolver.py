@@ -33,3 +33,12 @@ def resolve_argv(argv: list[str]) -> list[str]:
         elif a == "--config" and i + 1 < len(out):
             out[i + 1] = resolve_config(out[i + 1])
     return out
+
+
+def default_workdir(argv: list[str]) -> str:
+    """``runs/<config name>`` for the ``--config`` flag of ``argv``."""
+    for a in argv:
+        if a.startswith("--config="):
+            name = a[len("--config="):].split(":")[0]
+            return "runs/" + name.rsplit("/", 1)[-1].removesuffix(".py")
+    return "runs/default"

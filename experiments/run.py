@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.config_resolver import UnknownConfigError, resolve_argv
+from experiments.config_resolver import UnknownConfigError, default_workdir, resolve_argv
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config name in configs/ (e.g. lenet) or path[:arg].", lock_config=True)
@@ -19,14 +19,6 @@ flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for a multi-process run.")
 flags.DEFINE_integer("num_processes", 1, "Number of processes in a multi-process run.")
 flags.DEFINE_integer("process_id", 0, "This process's index in a multi-process run.")
-
-
-def default_workdir(argv: list[str]) -> str:
-    for a in argv:
-        if a.startswith("--config="):
-            name = a[len("--config="):].split(":")[0]
-            return "runs/" + name.rsplit("/", 1)[-1].removesuffix(".py")
-    return "runs/default"
 
 
 def main(argv):
