@@ -5,7 +5,7 @@
 
 Contestants, timed interleaved in one process on Fashion-MNIST (60,000 training images), batches of 128:
 
-* ``host: grain shuffle + gather``: ``cnnjax.data.train_batches`` alone (uint8 batches in host memory).
+* ``host: shuffle + gather``: ``cnnjax.data.train_batches`` alone (uint8 batches in host memory).
 * ``pipeline + standard augmentation``: the same batches moved to the device, scaled to [0, 1] and
   augmented by ``make_augmentation(standard_augment_config())`` under ``jax.jit`` (the issue's "default
   augmentations": flip, rotation +-10 deg, shift +-2 px, zoom 0.9-1.1 per axis, brightness, contrast,
@@ -110,7 +110,7 @@ def run(quick: bool = False) -> list[dict]:
         return metrics
 
     contestants = {
-        "host: grain shuffle + gather": lambda: next(host_iter),
+        "host: shuffle + gather": lambda: next(host_iter),
         "pipeline + standard augmentation": functools.partial(pipeline, "standard"),
         "pipeline + all augmentations": functools.partial(pipeline, "all"),
         TRAIN_STEP: train_plain,
