@@ -6,17 +6,18 @@ scalar (v2), and the samples are contracted with the kernel as in an ordinary co
 
 Implementation (one XLA graph, no Python loops over data):
 
-* forward: for a chunk of output positions, ONE gather reads the four bilinear corners of every sample
-  (rows of ``C_in / offset_groups`` contiguous channels), a fused weighted sum turns them into the
-  im2col matrix ``cols`` of shape ``(rows, kh * kw * C_in)``, and ONE matmul (a batched one per group)
-  contracts it with the kernel;
-* backward (``jax.custom_vjp``): the chunk is recomputed (one gather), ``d_cols = g @ kernel^T`` and
-  ``d_kernel += cols^T @ g`` are two matmuls, the offset and mask gradients are closed-form
-  reductions of ``d_cols`` against the corner values, and ``d_x`` is ONE scatter-add of the weighted
-  ``d_cols`` rows. Autodiff through four separate gathers would instead emit four scatter-adds plus
-  the derivative graph of the index arithmetic, which is where its time goes.
-* memory: the output rows ``N * H_out * W_out`` are processed in chunks (``lax.map`` / ``lax.scan``), so
-  the corner buffer never exceeds about ``_CHUNK_BYTES``, whatever the batch.
+* layout: ``x`` is zero-padded and rearranged once into a "quad" array whose row ``(n, a, b, og)`` holds
+  the four bilinear corners of cell ``(a, b)`` (``4 * C_in / G`` contiguous values), so each sample reads
+  its four corners with ONE row gather, and corners outside the image read the zero border;
+* forward: per kernel tap (and offset group) one fused gather + bilinear weighted sum gives that tap's
+  ``(rows, C_in)`` block of the im2col matrix, contracted with the kernel slice by one matmul;
+* backward (``jax.custom_vjp``): per tap the corners are re-gathered, ``d_cols = g @ kernel^T`` and
+  ``d_kernel = cols^T @ g`` are matmuls, the offset and mask gradients are closed-form dot products of
+  ``d_cols`` with the corner values, and ``d_x`` is ONE scatter-add of the weighted ``d_cols`` rows into
+  the quad array (folded back onto the pixels at the end). Autodiff through four separate gathers
+  instead emits four scatter-adds plus the derivative graph of the index arithmetic;
+* memory: the output rows ``N * H_out * W_out`` are processed in chunks (``lax.map`` / ``lax.scan``)
+  of about ``_CHUNK_BYTES`` of intermediates, whatever the batch.
 
 Forward-mode differentiation (``jax.jvp``) is not available through the custom VJP; reverse mode of
 any order is (the backward pass is itself made of differentiable ops).
@@ -35,8 +36,8 @@ from jax import lax
 from cnnjax.ops.conv import as_tuple
 from cnnjax.ops.padding import normalize_padding
 
-# Budget for the largest per-chunk intermediate (the four corners of every sample, ``rows*K*C_in*4``
-# values). 64 MiB keeps a (64, 56, 56, 256) 3x3 layer far below 8 GB and the benchmark shapes in one chunk.
+# Budget for the per-chunk intermediates (about ``8 * C_in + 16 * K * G`` values per output row). 64 MiB keeps
+# a (64, 56, 56, 256) 3x3 layer far below 8 GB (27 chunks) and the benchmark shapes in one chunk.
 _CHUNK_BYTES = 64 * 2**20
 
 
@@ -184,8 +185,9 @@ def deform_conv2d(
 
     rows = n * h_out * w_out
     if chunk_size is None:
-        per_row = taps * c_in * 4 * jnp.dtype(x.dtype).itemsize
-        chunk = max(1, _CHUNK_BYTES // max(per_row, 1))
+        # per output row: the (4, C_in) corner updates, col and d_col of a tap, and the (K, G) geometry
+        per_row = (8 * c_in + 16 * taps * offset_groups) * max(jnp.dtype(x.dtype).itemsize, 4)
+        chunk = max(1, _CHUNK_BYTES // per_row)
     else:
         chunk = _positive_int(chunk_size, "chunk_size")
     chunk = min(chunk, max(rows, 1))
