@@ -70,6 +70,7 @@ SMALL = {
     "inception": ({"stem_width": 8, "blocks": ((4, 2, 4, 2, 4, 4), "M", (4, 2, 4, 2, 4, 4))}, (2, 12, 12, 1)),
     "dilated_cnn": ({"widths": (4, 8)}, (2, 12, 12, 1)),
     "transfer": ({"backbone": "resnet20", "backbone_kwargs": {"stage_sizes": (1, 1, 1)}}, (2, 8, 8, 3)),
+    "small_cnn": ({"widths": (4, 8)}, (2, 12, 12, 1)),
 }
 
 
@@ -78,13 +79,17 @@ def make_small(name, **extra):
     return get_model(name, num_classes=7, **{**kwargs, **extra}), shape
 
 
-def loss_fn(model, params, rest, x, labels, train):
+def loss_fn(model, params, rest, x, labels):
+    """Train-mode cross-entropy; aux: (logits, updated batch_stats or {})."""
     variables = {"params": params, **rest}
-    if train and "batch_stats" in rest:
-        logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    rngs = {"dropout": jax.random.PRNGKey(5)}
+    if "batch_stats" in rest:
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"], rngs=rngs)
+        stats = updates["batch_stats"]
     else:
-        logits = model.apply(variables, x, train=train)
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)), logits
+        logits, stats = model.apply(variables, x, train=True, rngs=rngs), {}
+    loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1))
+    return loss, (logits, stats)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -92,57 +97,72 @@ def test_forward_jit_and_gradients(name):
     model, shape = make_small(name)
     x = jax.random.uniform(jax.random.PRNGKey(1), shape)
     labels = jnp.arange(shape[0]) % 7
-    variables = model.init(KEY, x, train=False)
-    params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
-    step = jax.jit(jax.value_and_grad(lambda p: loss_fn(model, p, rest, x, labels, True), has_aux=True))
-    (loss, logits), grads = step(params)  # jit + gradients, train mode
+
+    @jax.jit  # one compilation: init, a train-mode gradient, an eval-mode forward
+    def run(x, labels):
+        variables = model.init(KEY, x, train=False)
+        params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
+        step = jax.value_and_grad(lambda p: loss_fn(model, p, rest, x, labels), has_aux=True)
+        return variables, step(params), model.apply(variables, x, train=False)
+
+    variables, ((loss, (logits, new_stats)), grads), eval_logits = run(x, labels)
     assert logits.shape == (shape[0], 7) and logits.dtype == jnp.float32
+    assert eval_logits.shape == (shape[0], 7) and eval_logits.dtype == jnp.float32
     assert np.isfinite(float(loss))
     leaves = jax.tree_util.tree_leaves(grads)
     assert all(np.all(np.isfinite(g)) for g in leaves)
     # Every parameter tensor gets some gradient (nothing is disconnected).
     assert sum(float(jnp.sum(jnp.abs(g))) > 0 for g in leaves) == len(leaves)
-    assert model.apply(variables, x, train=False).shape == (shape[0], 7)
+    if "batch_stats" in variables:
+        changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"], new_stats)
+        flags = jax.tree_util.tree_leaves(changed)
+        if name == "transfer":  # the frozen backbone's BatchNorm keeps its statistics in train mode
+            assert not any(flags)
+        else:  # train mode updates every running average
+            assert all(flags)
 
 
 def test_every_registered_model_is_covered():
     covered = set(SMALL) | {"resnet34", "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110"}
+    # A model added to the registry must be added to SMALL (and so to the jit/gradient/switch tests).
     assert set(MODELS) == covered
 
 
 # ------------------------------------------------------------------------------------------- BatchNorm
 
 
-@pytest.mark.parametrize("name", ["resnet20", "inception"])
-def test_batchnorm_train_vs_eval(name):
-    model, shape = make_small(name)
-    x = jax.random.normal(jax.random.PRNGKey(2), shape) * 3 + 1
-    variables = model.init(KEY, x, train=False)
-    stats0 = variables["batch_stats"]
-    # Train mode: batch statistics, running averages updated (momentum 0.9 as PyTorch's 0.1).
-    y_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), stats0, updates["batch_stats"])
-    assert all(jax.tree_util.tree_leaves(changed))
+def test_batchnorm_train_vs_eval():
+    model, shape = make_small("resnet20")
+    x = jax.random.normal(jax.random.PRNGKey(2), (4, *shape[1:])) * 3 + 1
+
+    @jax.jit
+    def run(x):
+        variables = model.init(KEY, x, train=False)
+        y_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        y_train_single, _ = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])
+        y_eval = model.apply(variables, x, train=False)
+        y_eval_single = model.apply(variables, x[:1], train=False)
+        return variables, y_train, updates, y_train_single, y_eval, y_eval_single
+
+    variables, y_train, updates, y_train_single, y_eval, y_eval_single = run(x)
     # Train mode: an example's output depends on the rest of the batch; eval mode: it does not.
-    y_train_single, _ = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])
     assert not np.allclose(y_train[:1], y_train_single, atol=1e-4)
-    y_eval = model.apply(variables, x, train=False)
-    np.testing.assert_allclose(model.apply(variables, x[:1], train=False), y_eval[:1], rtol=1e-5, atol=1e-5)
-    # Train mode without mutable=['batch_stats'] fails loudly instead of silently dropping the update.
-    with pytest.raises(Exception):
-        model.apply(variables, x, train=True)
-
-
-def test_first_stem_bn_running_mean_moves_towards_batch_mean():
-    model = get_model("resnet20")
-    x = jnp.ones((4, 8, 8, 3))
-    variables = model.init(KEY, x, train=False)
-    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-    conv_out = jax.lax.conv_general_dilated(
-        x, variables["params"]["conv1"]["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    np.testing.assert_allclose(y_eval_single, y_eval[:1], rtol=1e-5, atol=1e-5)
+    # Running mean after one step, PyTorch convention (momentum 0.1 there = 0.9 here): 0.9 * 0 + 0.1 * batch mean.
+    conv_out = np.asarray(
+        jax.lax.conv_general_dilated(
+            x, variables["params"]["conv1"]["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
     )
-    expected = 0.1 * jnp.mean(conv_out, axis=(0, 1, 2))
-    np.testing.assert_allclose(updates["batch_stats"]["bn1"]["mean"], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        updates["batch_stats"]["bn1"]["mean"], 0.1 * conv_out.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        updates["batch_stats"]["bn1"]["var"], 0.9 + 0.1 * conv_out.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4
+    )
+    # Train mode without mutable=['batch_stats'] fails loudly instead of silently dropping the update.
+    with pytest.raises(Exception, match="batch_stats"):
+        jax.eval_shape(lambda v: model.apply(v, x, train=True), variables)
 
 
 # ------------------------------------------------------------------------------------------- conv switch
@@ -196,13 +216,20 @@ def test_conv_switch_changes_every_model(name, variant):
         assert param_shapes(variables) != param_shapes(abstract_init(base, shape))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "variant", [v if v == "separable" else pytest.param(v, marks=pytest.mark.slow) for v in VARIANTS]
+)
 def test_conv_switch_runs_with_gradients_on_lenet5(variant):
     needs_variant_layer(variant)
     model = get_model("lenet5", conv=variant)
     x = jax.random.uniform(jax.random.PRNGKey(3), (2, 28, 28, 1))
-    variables = model.init(KEY, x)
-    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(variables["params"])
+
+    @jax.jit
+    def run(x):
+        variables = model.init(KEY, x)
+        return variables, jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(variables["params"])
+
+    variables, grads = run(x)
     assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads["conv2"])) > 0
     if variant == "standard":
         assert count_params(variables["params"]) == 61_706
@@ -242,7 +269,7 @@ def test_unknown_keyword_is_a_clear_type_error():
 @pytest.mark.parametrize("variant", ["fancy", "grouped:0", "dilated:x", "separable:2"])
 def test_unknown_or_malformed_variant(variant):
     with pytest.raises(ValueError, match="conv="):
-        get_model("lenet5", conv=variant).init(KEY, jnp.zeros((1, 28, 28, 1)))
+        abstract_init(get_model("lenet5", conv=variant), (1, 28, 28, 1))
 
 
 @pytest.mark.parametrize(
@@ -258,27 +285,27 @@ def test_unknown_or_malformed_variant(variant):
 )
 def test_conv_variant_a_model_cannot_use(name, kwargs, shape, message):
     with pytest.raises(ValueError, match=message):
-        get_model(name, **kwargs).init(KEY, jnp.zeros(shape))
+        abstract_init(get_model(name, **kwargs), shape)
 
 
 def test_input_too_small_names_the_minimum():
     model = get_model("lenet5")
-    model.init(KEY, jnp.zeros((1, 12, 12, 1)))  # the minimum works
+    abstract_init(model, (1, 12, 12, 1))  # the minimum works
     with pytest.raises(ValueError, match="too small.*minimum input size is 12x12"):
-        model.init(KEY, jnp.zeros((1, 11, 11, 1)))
+        abstract_init(model, (1, 11, 11, 1))
     with pytest.raises(ValueError, match="minimum input size is 20x20"):
-        get_model("lenet5", conv="dilated:2").init(KEY, jnp.zeros((1, 19, 19, 1)))
-    get_model("lenet5", conv="dilated:2").init(KEY, jnp.zeros((1, 20, 20, 1)))
+        abstract_init(get_model("lenet5", conv="dilated:2"), (1, 19, 19, 1))
+    abstract_init(get_model("lenet5", conv="dilated:2"), (1, 20, 20, 1))
 
 
 def test_lenet5_classic_rejects_inputs_over_32():
     with pytest.raises(ValueError, match="at most 32x32"):
-        get_model("lenet5_classic").init(KEY, jnp.zeros((1, 33, 33, 1)))
+        abstract_init(get_model("lenet5_classic"), (1, 33, 33, 1))
 
 
 def test_wrong_rank_input():
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
-        get_model("resnet20").init(KEY, jnp.zeros((28, 28, 1)))
+        abstract_init(get_model("resnet20"), (28, 28, 1))
 
 
 def test_min_input_size_helper():
@@ -296,8 +323,8 @@ def test_lenet5_classic_returns_negative_squared_distances_to_fixed_codes():
 
     model = get_model("lenet5_classic")
     x = jax.random.uniform(KEY, (3, 28, 28, 1))
-    variables = model.init(KEY, x)
-    logits, inter = model.apply(variables, x, capture_intermediates=True)
+    variables = jax.jit(model.init)(KEY, x)
+    logits, inter = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True))(variables, x)
     f6 = 1.7159 * jnp.tanh(2 / 3 * inter["intermediates"]["F6"]["__call__"][0])
     codes = rbf_codes(10)
     assert set(np.unique(codes)) == {-1.0, 1.0} and codes.shape == (10, 84)
@@ -308,10 +335,16 @@ def test_lenet5_classic_returns_negative_squared_distances_to_fixed_codes():
 
 def test_lenet5_classic_pads_28_to_32_and_accepts_32():
     model = get_model("lenet5_classic")
-    variables = model.init(KEY, jnp.zeros((1, 32, 32, 1)))
     img = jax.random.uniform(KEY, (1, 28, 28, 1))
     padded = jnp.pad(img, ((0, 0), (2, 2), (2, 2), (0, 0)))
-    np.testing.assert_allclose(model.apply(variables, img), model.apply(variables, padded), rtol=1e-6)
+
+    @jax.jit
+    def run(img, padded):
+        variables = model.init(KEY, padded)
+        return model.apply(variables, img), model.apply(variables, padded)
+
+    a, b = run(img, padded)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_dilated_cnn_bce_helper():
@@ -340,8 +373,8 @@ def test_inception_module_concatenates_branches():
 
     module = InceptionModule(8, 4, 12, 2, 6, 5)
     x = jnp.ones((2, 9, 9, 3))
-    variables = module.init(KEY, x)
-    y = module.apply(variables, x)
+    variables = abstract_init(module, x.shape)
+    y = jax.eval_shape(module.apply, variables, x)
     assert y.shape == (2, 9, 9, 8 + 12 + 6 + 5)
     p = variables["params"]
     assert p["branch5x5"]["kernel"].shape == (5, 5, 2, 6) and p["branch3x3"]["kernel"].shape == (3, 3, 4, 12)
@@ -359,23 +392,13 @@ def test_resnet_include_top_false_and_transfer_head():
     assert count_params(params["backbone"]) == 25_557_032 - (2048 * 1000 + 1000)
 
 
-def test_transfer_backbone_batchnorm_frozen_by_default():
-    model, shape = make_small("transfer")
-    x = jax.random.normal(KEY, shape)
-    variables = model.init(KEY, x)
-    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-    same = jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), variables["batch_stats"], updates["batch_stats"])
-    assert all(jax.tree_util.tree_leaves(same))
-
-
 def test_cifar_option_a_shortcut_is_parameter_free_zero_padding():
     from cnnjax.models import ResidualBlock
 
     block = ResidualBlock(8, strides=2, shortcut="identity", zero_init_residual=True)
     x = jax.random.uniform(KEY, (1, 6, 6, 4))
-    variables = block.init(KEY, x)
+    variables, y = jax.jit(lambda x: block.init_with_output(KEY, x)[::-1])(x)
     assert "downsample_conv" not in variables["params"]
     # With the last BN scale at 0 the block is relu(shortcut(x)): subsampled, channels padded 2 + 4 + 2.
-    y = block.apply(variables, x)
     expected = jnp.pad(x[:, ::2, ::2, :], ((0, 0), (0, 0), (0, 0), (2, 2)))
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
