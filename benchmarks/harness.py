@@ -32,6 +32,9 @@ def interleaved(contestants: dict[str, Callable[[], object]], *, repeats: int = 
                 min_time: float = 0.0) -> dict[str, dict]:
     """Time ``fn()`` for every contestant, interleaved; seconds per call: median, min, all repeats.
 
+    Also the median process CPU time per call (``cpu_median_s``): on one core (``taskset -c 0``) it is the
+    work done, robust against other processes' load; with several threads it counts spinning too.
+
     Each repeat calls a contestant ``number`` times back to back and waits for the last result with
     ``sync[name]`` (default: :func:`block`); the order of contestants rotates between repeats.
     ``min_time`` raises ``number`` (once, before timing) so one repeat of the slowest lasts that long.
@@ -49,17 +52,21 @@ def interleaved(contestants: dict[str, Callable[[], object]], *, repeats: int = 
             slowest = max(slowest, time.perf_counter() - t)
         number = max(number, int(min_time / max(slowest, 1e-9)) + 1)
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             fn, wait = contestants[name], sync.get(name, block)
+            c = time.process_time()
             t = time.perf_counter()
             out = None
             for _ in range(number):
                 out = fn()
             wait(out)
             times[name].append((time.perf_counter() - t) / number)
-    return {n: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats_s": ts, "number": number}
+            cpu[name].append((time.process_time() - c) / number)
+    return {n: {"median_s": statistics.median(ts), "min_s": min(ts), "repeats_s": ts, "number": number,
+                "cpu_median_s": statistics.median(cpu[n])}
             for n, ts in times.items()}
 
 

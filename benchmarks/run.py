@@ -239,7 +239,7 @@ def _model_setup(name: str):
     return ((28, 28, 1) if name == "lenet5" else (32, 32, 3)), config
 
 
-def _jax_contestant(model_name: str, batch_size: int, k_steps: int = 1, fast_ops: bool = False,
+def _jax_contestant(model_name: str, batch_size: int, k_steps: int = 1, fast_ops: bool | str = False,
                     unroll: bool = True, images=None, labels=None):
     """A cnnjax train-step contestant: ``(run() -> metrics, seconds to the first step, images per run())``.
 
@@ -299,13 +299,15 @@ def bench_train(model_name: str, quick: bool, batch_size: int = 128) -> list[dic
     images, labels = _train_data(model_name, batch_size, k)
     variants = {"cnnjax train_step": dict()}
     if lenet:
-        variants["proto: im2col conv + reshape pool"] = dict(fast_ops=True)
-        variants[f"proto: im2col+pool, {k} steps/dispatch (unrolled)"] = dict(fast_ops=True, k_steps=k)
-        variants[f"proto: im2col+pool, {k} steps/dispatch (lax.scan)"] = dict(fast_ops=True, k_steps=k, unroll=False)
+        variants["proto: small-channel conv + reshape pool"] = dict(fast_ops="small")
+        variants["proto: small conv + pool, 4 steps/dispatch"] = dict(fast_ops="small", k_steps=4)
         if not quick:
-            variants[f"proto: {k} steps/dispatch (scan), ops unchanged"] = dict(k_steps=k, unroll=False)
+            variants["proto: small conv + pool, 8 steps/dispatch"] = dict(fast_ops="small", k_steps=8)
+            variants["proto: im2col conv + reshape pool"] = dict(fast_ops="im2col")
+            variants["proto: small conv + pool, 8 steps/dispatch (lax.scan)"] = dict(fast_ops="small", k_steps=8,
+                                                                                     unroll=False)
     elif not quick:
-        variants["proto: im2col conv dispatch"] = dict(fast_ops=True)
+        variants["proto: small-channel conv dispatch"] = dict(fast_ops="small")
     contestants, per_call, first = {}, {}, {}
     for name, kw in variants.items():
         try:
@@ -334,6 +336,8 @@ def bench_train(model_name: str, quick: bool, batch_size: int = 128) -> list[dic
         rows.append({"contestant": name, "images_per_s": rate, "ms_per_step": 1e3 * r["median_s"] * batch_size
                      / per_call[name], "ratio_vs_torch": rate / torch_rate,
                      "ratio_vs_torch_best": best / (per_call["torch eager"] / res["torch eager"]["min_s"]),
+                     "ratio_cpu_time": (res["torch eager"]["cpu_median_s"] / per_call["torch eager"])
+                     / (r["cpu_median_s"] / per_call[name]),
                      "first_step_s": first[name], "batch_size": batch_size, "backend": backend, "raw": r})
     return rows
 
@@ -346,8 +350,8 @@ def bench_compile(quick: bool) -> list[dict]:
     rows = []
     for model_name in ("lenet5", "resnet20"):
         images, labels = _train_data(model_name, 128, 8)
-        for name, kw in (("cnnjax train_step", {}), ("proto: im2col conv + reshape pool", {"fast_ops": True}),
-                         ("proto: 8 steps/dispatch (lax.scan)", {"fast_ops": True, "k_steps": 8, "unroll": False})):
+        for name, kw in (("cnnjax train_step", {}), ("proto: small-channel conv + reshape pool", {"fast_ops": "small"}),
+                         ("proto: small conv + pool, 4 steps/dispatch", {"fast_ops": "small", "k_steps": 4})):
             if quick and model_name == "resnet20" and kw:
                 continue
             try:
@@ -446,7 +450,8 @@ def main(argv=None) -> int:
             print(_fmt_table(f"\n{model_name} training, batch 128, Adam 1e-3 (ratio = images/s / torch's)", rows,
                              [("contestant", "contestant", ""), ("images_per_s", "images/s", ",.0f"),
                               ("ms_per_step", "ms/step", ".2f"), ("ratio_vs_torch", "ratio", ".2f"),
-                              ("ratio_vs_torch_best", "ratio (best runs)", ".2f")]))
+                              ("ratio_vs_torch_best", "ratio (best runs)", ".2f"),
+                              ("ratio_cpu_time", "ratio (CPU time)", ".2f"), ("first_step_s", "first step s", ".2f")]))
     if "compile" in sections:
         rows = section("time to first step", lambda: bench_compile(args.quick))
         if rows is not None:

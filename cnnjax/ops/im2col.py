@@ -194,13 +194,51 @@ def _conv_small_fwd(x, kernel, strides, dilations):
     return _small_forward(x, kernel, strides, dilations), (x, kernel)
 
 
+def _dkernel_patch_dot(x, dy, window, dilations):
+    """``dF[u, m, k] = sum_{n, p} X[n, p + u D, m] dY[n, p, k]`` as one GEMM ``P^T dY`` (stride 1).
+
+    The patch matrix is laid out ``(taps * C_in, N * positions)`` (contiguous rows), which XLA:CPU's GEMM
+    handles ~2x faster than its backward-filter convolution when ``C_in = 1``.
+    """
+    patches = extract_conv_patches(x, window, dilation=dilations)  # (N, *out, taps, C_in)
+    c_in, c_out = x.shape[-1], dy.shape[-1]
+    p = jnp.moveaxis(patches, (-2, -1), (0, 1)).reshape(math.prod(window) * c_in, -1)
+    return jnp.dot(p, dy.reshape(-1, c_out)).reshape(*window, c_in, c_out)
+
+
+def _dx_col2im_channels_first(dy, kernel, x_shape, dilations):
+    """``dX`` (stride 1) as col2im of ``dP = F dY^T`` laid out channels-first: ``(taps, C_in, N, *out)``.
+
+    Seed 001: the gradient w.r.t. the input is the full convolution of ``dY`` with the rotated kernel;
+    here each tap's block of ``dP`` is added into ``dX`` at its offset ``u D`` (contiguous slices).
+    """
+    nd = dy.ndim - 2
+    window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    n, out = dy.shape[0], dy.shape[1:-1]
+    dp = jnp.dot(kernel.reshape(-1, c_out), jnp.moveaxis(dy, -1, 0).reshape(c_out, -1))
+    dp = dp.reshape(-1, c_in, n, *out)
+    acc = jnp.zeros((c_in, n, *x_shape[1:-1]), dy.dtype)
+    for t, offsets in enumerate(itertools.product(*[range(k) for k in window])):
+        index = (slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(offsets, dilations, out)])
+        acc = acc.at[index].add(dp[t])
+    return jnp.moveaxis(acc, 0, -1)
+
+
 def _conv_small_bwd(strides, dilations, res, dy):
     x, kernel = res
     nd = x.ndim - 2
-    # dF: XLA's own backward-filter convolution (fast on CPU even for few channels).
-    d_kernel = jax.vjp(lambda k: _lax_conv_valid(x, k, strides, dilations), kernel)[1](dy)[0]
-    # dX: col2im of dY F^T (the "full convolution with the rotated kernel", seed 001) when the patch row is short.
-    if math.prod(kernel.shape[:nd]) * kernel.shape[-2] <= IM2COL_DX_MAX_TAPS_X_CIN:
+    window = kernel.shape[:nd]
+    row = math.prod(window) * kernel.shape[-2]
+    unit_stride = all(s == 1 for s in strides)
+    # dF: one GEMM over the patch matrix for a single input channel, else XLA's backward-filter conv.
+    if unit_stride and row <= SHIFT_ADD_MAX_TAPS_X_CIN:
+        d_kernel = _dkernel_patch_dot(x, dy, window, dilations)
+    else:
+        d_kernel = jax.vjp(lambda k: _lax_conv_valid(x, k, strides, dilations), kernel)[1](dy)[0]
+    # dX (seed 001: full convolution of dY with the rotated kernel) as col2im when the patch row is short.
+    if row <= IM2COL_DX_MAX_TAPS_X_CIN and unit_stride:
+        d_x = _dx_col2im_channels_first(dy, kernel, x.shape, dilations)
+    elif row <= IM2COL_DX_MAX_TAPS_X_CIN:
         d_x = jax.vjp(lambda v: _im2col_valid(v, kernel, strides, dilations), x)[1](dy)[0]
     else:
         d_x = jax.vjp(lambda v: _lax_conv_valid(v, kernel, strides, dilations), x)[1](dy)[0]
@@ -217,8 +255,9 @@ def conv_small_channels(x, kernel, bias=None, *, stride=1, padding="VALID", dila
     Forward: for ``prod(k) * C_in <= 25`` (LeNet's first layer) a fused shift-and-add
     ``Y = sum_{u, m} X[p*S + u*D, m] F[u, m, :] + b`` — XLA:CPU's direct convolution spends ~10x longer
     there; otherwise XLA's convolution. Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the
-    full convolution of ``dY`` with the rotated kernel, seed 001) as col2im of ``dY F^T`` when
-    ``prod(k) * C_in <= 256``, else XLA's. ``groups > 1`` falls back to :func:`cnnjax.ops.conv`.
+    full convolution of ``dY`` with the rotated kernel, seed 001) as col2im of ``F dY^T`` laid out
+    channels-first when ``prod(k) * C_in <= 256``, else XLA's; ``dF`` for ``prod(k) * C_in <= 25`` as one
+    GEMM of the patch matrix with ``dY``. ``groups > 1`` falls back to :func:`cnnjax.ops.conv`.
     """
     x = jnp.asarray(x)
     kernel = jnp.asarray(kernel)
