@@ -7,7 +7,8 @@ or has no sub-modules (convs, dense, BatchNorm, pooling).
 - Parameters: the module's own ``params`` (sub-modules have their own rows); BatchNorm statistics are
   reported separately (``batch_stats`` total).
 - FLOPs per example, a multiply-add counted as 2 (:mod:`cnnjax.ops.arithmetic`): convolutions
-  ``prod(out) K (2 M prod(k) / g + 1)``, dense ``m (2 n + 1)``, other kernels ``2 prod(out) |kernel|``;
+  ``prod(out) K (2 M prod(k) / g + 1)``, dense ``m (2 n + 1)``, separable ``2 prod(out) (|depthwise| + |pointwise|)``,
+  locally connected ``2 |kernel|``, other kernels ``2 prod(out) |kernel|``;
   BatchNorm and other scale-and-shift layers ``2`` and pooling ``prod(window)`` per output value, the RBF
   output ``3 n`` per unit; activations and residual additions are not counted.
   Deformable convs count their main and offset convs, not the bilinear sampling.
@@ -140,6 +141,10 @@ def _flops(module, own, in_shape, out_shape) -> int:
             return 2 * math.prod(kernel.shape) + has_bias * out_values
         positions = math.prod(spatial) if spatial else 1
         return 2 * positions * math.prod(kernel.shape) + has_bias * out_values
+    if "depthwise_kernel" in own and "pointwise_kernel" in own:  # depthwise k x k, then 1x1 (seed 004)
+        positions = math.prod(spatial) if spatial else 1
+        weights = math.prod(own["depthwise_kernel"].shape) + math.prod(own["pointwise_kernel"].shape)
+        return 2 * positions * weights + int("bias" in own) * out_values
     if name == "EuclideanRBF":
         return 3 * in_shape[-1] * out_values  # subtract, square, accumulate
     if name == "BatchNorm" or own:

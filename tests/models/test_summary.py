@@ -75,6 +75,26 @@ def test_lenet5_classic_summary():
     assert rows["C5"].output_shape[1:] == (1, 1, 120)
 
 
+@pytest.mark.parametrize(
+    "variant", ["separable", "grouped:2", "dilated:2", "deformable", "deformable_v2", "locally_connected"]
+)
+def test_summary_of_every_conv_variant(variant):
+    model = get_model("lenet5", conv=variant)
+    s = summarize(model, (28, 28, 1))
+    rows = by_name(s)
+    assert s.total_params == sum(r.params for r in s.layers)
+    conv2 = [r for name, r in rows.items() if name.startswith("conv2")]
+    assert conv2 and sum(r.params for r in conv2) > 0 and sum(r.flops for r in conv2) > 0
+    if variant == "grouped:2":
+        assert rows["conv2"].flops == arithmetic.conv_flops(6, 16, 5, (10, 10), groups=2)
+    if variant == "dilated:2":  # a 5x5 kernel dilated 2 spans 9: 6 + 8 * 2
+        assert rows["conv2"].receptive_field == 22 and rows["conv2"].output_shape[1:] == (6, 6, 16)
+    if variant == "separable":
+        assert rows["conv2"].flops == 2 * 100 * (25 * 6 + 6 * 16) + 100 * 16
+    if variant == "locally_connected":
+        assert rows["conv2"].params == 100 * (25 * 6 * 16 + 16)
+
+
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         summarize(get_model("lenet5"), (28, 28))
