@@ -402,3 +402,14 @@ def test_cifar_option_a_shortcut_is_parameter_free_zero_padding():
     # With the last BN scale at 0 the block is relu(shortcut(x)): subsampled, channels padded 2 + 4 + 2.
     expected = jnp.pad(x[:, ::2, ::2, :], ((0, 0), (0, 0), (0, 0), (2, 2)))
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_bfloat16_compute_returns_float32_logits(name):
+    model, shape = make_small(name, dtype=jnp.bfloat16)
+    variables = abstract_init(model, shape)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(variables["params"]))
+    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, jnp.zeros(shape), train=False))(variables)
+    assert "bf16" in str(jaxpr)  # the computation really runs in bfloat16
+    out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
+    assert out.dtype == jnp.float32
