@@ -109,7 +109,8 @@ def deform_conv2d(
       stride, dilation: int or a pair, >= 1.
       padding: zero padding: an int, a pair of ints (one per axis), a pair of ``(lo, hi)`` pairs,
         or "VALID" / "SAME" / "FULL".
-      groups: convolution groups; must divide ``C_in`` and ``C_out``.
+      groups: convolution groups; must divide ``C_in`` and ``C_out`` (computed with a block-diagonal
+        dense kernel, so the matmul work does not shrink with ``groups``).
       offset_groups: groups of input channels sharing one offset field; must divide ``C_in``.
       mask: optional ``(N, H_out, W_out, offset_groups * kh * kw)`` modulation (v2), used as given
         (apply a sigmoid before, if wanted).
@@ -191,8 +192,8 @@ def deform_conv2d(
     else:
         chunk = _positive_int(chunk_size, "chunk_size")
     chunk = min(chunk, max(rows, 1))
-    if n * h * w * offset_groups >= 2**31 or rows * taps * offset_groups * 4 >= 2**31:
-        raise ValueError(f"x.shape={x.shape} is too large for int32 gather indices")
+    if n * (h + 2) * (w + 2) * offset_groups >= 2**31 or rows * taps * offset_groups >= 2**31:
+        raise ValueError(f"x.shape={x.shape} is too large for int32 gather indices; split the batch")
 
     cfg = _Config(
         n, h, w, c_in, c_out, kh, kw, strides, (pads[0][0], pads[1][0]), dilations, h_out, w_out, groups,
