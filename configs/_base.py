@@ -29,6 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.dataset.split_seed = 0
     config.dataset.train_limit = 0  # 0: all examples
     config.dataset.test_limit = 0
+    config.dataset.num_threads = 0  # grain threads decoding images (image folders, TFDS)
+    config.dataset.num_workers = 0  # grain worker processes decoding images
 
     config.augment = default_augment_config()  # training batches only; every transform off by default
 

@@ -51,6 +51,8 @@ class Checkpoints:
         """Offer a checkpoint to the best-by-validation manager (it keeps only the best one)."""
         if self._best is None:
             self._best = _manager(self.best_dir, 1, best=True)
+        if step in self._best.all_steps():  # a resumed run reaching a step it had already offered
+            return
         self._best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data)),
                         metrics={"validation_accuracy": float(validation_accuracy)}, force=True)
 

@@ -114,17 +114,24 @@ def trainable_mask_for(config, model, image_shape):
     return {k: jax.tree_util.tree_map(lambda _, t=k not in frozen: t, v) for k, v in shapes.items()}
 
 
-def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,)) -> dict:
+def decode_workers(config) -> dict:
+    """grain threads / worker processes that decode images (``dataset.num_threads``/``num_workers``)."""
+    return {"num_threads": int(config.dataset.get("num_threads", 0)),
+            "num_workers": int(config.dataset.get("num_workers", 0))}
+
+
+def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,), workers=None) -> dict:
     """Loss and top-k accuracy over every example of ``source`` (none dropped, none repeated).
 
     Each process evaluates its own strided shard; every process runs the same number of batches
     (padding batches are fully masked).
     """
     pc, pi = jax.process_count(), jax.process_index()
+    workers = workers or {}
     local = batch_size // pc
     num_batches = math.ceil(math.ceil(len(source) / pc) / local)
     totals = None
-    batches = eval_batches(source, local, process_index=pi, process_count=pc)
+    batches = eval_batches(source, local, process_index=pi, process_count=pc, **workers)
     for i in range(num_batches):
         batch = next(batches, None)
         if batch is None:  # this process has run out: a fully masked batch keeps collectives in step
@@ -179,7 +186,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     total_steps = steps * num_epochs
 
     model = build_model(config, dataset.num_classes)
-    image_shape = tuple(dataset.train[0][0].shape)
+    image_shape = tuple(dataset.image_shape)
     trainable_mask = trainable_mask_for(config, model, image_shape)
     state = create_train_state(config, model, image_shape, total_steps, steps, trainable_mask)
     if config.get("init_from"):
@@ -261,7 +268,8 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
                    leave=False, disable=not (lead and config.get("progress_bar", True)))
         t0, done_here = time.perf_counter(), 0
         batches = train_batches(dataset.train, batch_size // pc, seed=config.seed, epoch=epoch,
-                                start_batch=start_batch, process_index=pi, process_count=pc)
+                                start_batch=start_batch, process_index=pi, process_count=pc,
+                                **decode_workers(config))
         for i, batch in enumerate(batches, start=start_batch):
             state, sums, metrics = step_fn(state, sums, mesh_lib.shard_batch(batch, mesh))
             if first_step_s is None:  # the first step compiles: time it apart from the throughput
@@ -295,7 +303,8 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
         start_batch = 0
         val = None
         if dataset.validation is not None:
-            val = evaluate(eval_fn, state, dataset.validation, eval_batch_size, mesh, top_k)
+            val = evaluate(eval_fn, state, dataset.validation, eval_batch_size, mesh, top_k,
+                           decode_workers(config))
             writer.write(int(state.step), "validation", {"epoch": epoch + 1, **val})
             best = history["best_validation_accuracy"]
             history["best_validation_accuracy"] = val["accuracy"] if best is None else max(best, val["accuracy"])
@@ -309,7 +318,7 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
             rate = history["images_seen"] / max(history["train_time_s"], 1e-9)
             print(line + f" ({rate:,.0f} images/s)", flush=True)
 
-    test = evaluate(eval_fn, state, dataset.test, eval_batch_size, mesh, top_k)
+    test = evaluate(eval_fn, state, dataset.test, eval_batch_size, mesh, top_k, decode_workers(config))
     writer.write(int(state.step), "test", test)
     summary = {
         "test_accuracy": test["accuracy"],

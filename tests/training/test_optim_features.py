@@ -101,3 +101,18 @@ def test_evaluation_never_augments():
     logits = model.apply({"params": state.params}, batch["image"].astype(np.float32) / 255.0)
     np.testing.assert_allclose(float(out["loss_sum"]), float(jnp.sum(cross_entropy(logits, batch["label"]))),
                                rtol=1e-5)
+
+
+def test_train_step_applies_the_augmentation():
+    from cnnjax.data.augment import default_augment_config, make_augmentation
+
+    ds = synthetic_dataset(num_train=128)
+    batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
+    state = create_train_state(_config(), get_model("lenet5"), (28, 28, 1), total_steps=1)
+    aug_config = default_augment_config()
+    aug_config.hflip, aug_config.noise_std = True, 0.2
+    plain, m_plain = train_step(state, batch)
+    augmented, m_aug = train_step(state, batch, augment_fn=make_augmentation(aug_config))
+    assert float(m_plain["loss"]) != float(m_aug["loss"])
+    again, m_again = train_step(state, batch, augment_fn=make_augmentation(aug_config))
+    assert float(m_aug["loss"]) == float(m_again["loss"])  # the draw is a function of (rng, step)

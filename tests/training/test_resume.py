@@ -15,7 +15,8 @@ from tests.conftest import REPO_ROOT
 # 2048 real Fashion-MNIST images, batch 64 -> 32 steps per epoch, 2 epochs, a checkpoint every 4 steps.
 ARGS = ["--config=lenet", "--config.progress_bar=False", "--config.num_epochs=2", "--config.batch_size=64",
         "--config.dataset.train_limit=2048", "--config.dataset.test_limit=1000", "--config.dataset.validation_size=512",
-        "--config.checkpoint_every_steps=4", "--config.tensorboard=False"]
+        "--config.checkpoint_every_steps=4", "--config.tensorboard=False", "--config.augment.hflip=True",
+        "--config.augment.shift_pixels=2"]
 
 
 def command(workdir, *extra):
