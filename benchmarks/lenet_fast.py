@@ -6,8 +6,8 @@ recommended for ``cnnjax.ops`` / ``cnnjax.training``:
 
 - ``dispatch_conv``: ``ops.conv`` computed by ``ops.im2col.conv_im2col`` (patches @ kernel) when
   ``im2col_is_faster``; XLA:CPU's direct convolution is very slow for few channels.
-- ``reshape_max_pool``: non-overlapping VALID max-pooling as ``reshape + max`` (its gradient is a
-  cheap select) instead of ``reduce_window`` (whose gradient is ``select_and_scatter``).
+- ``reshape_max_pool``: non-overlapping VALID max-pooling as the maximum of strided slices (its
+  gradient is a few cheap selects) instead of ``reduce_window`` (whose gradient is ``select_and_scatter``).
 - ``multi_step``: K train steps per dispatch (a Python-unrolled loop or ``lax.scan`` inside one jit),
   which amortises XLA:CPU's per-dispatch overhead.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -37,18 +38,20 @@ def dispatch_conv(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1
 
 
 def reshape_max_pool(x, window=2, stride=None, padding="VALID"):
-    """``ops.max_pool``; windows that tile the input exactly (stride = window, VALID) use reshape + max."""
+    """``ops.max_pool``; windows that tile the input exactly (stride = window, VALID) use the elementwise
+    maximum of the window's ``prod(window)`` strided slices (its gradient is a few selects, ~3x cheaper on
+    XLA:CPU than reshape + max and ~10x cheaper than ``reduce_window``'s ``select_and_scatter``)."""
     nd = x.ndim - 2
     win = (window,) * nd if isinstance(window, int) else tuple(window)
     st = win if stride is None else ((stride,) * nd if isinstance(stride, int) else tuple(stride))
     if (st == win and isinstance(padding, str) and padding.upper() == "VALID"
             and all(s % k == 0 for s, k in zip(x.shape[1:-1], win))
             and jnp.issubdtype(x.dtype, jnp.floating)):
-        shape = [x.shape[0]]
-        for s, k in zip(x.shape[1:-1], win):
-            shape += [s // k, k]
-        y = x.reshape(*shape, x.shape[-1])
-        return jnp.max(y, axis=tuple(2 + 2 * i for i in range(nd)))
+        y = None
+        for offsets in itertools.product(*[range(k) for k in win]):
+            part = x[(slice(None), *[slice(o, None, k) for o, k in zip(offsets, win)], slice(None))]
+            y = part if y is None else jnp.maximum(y, part)
+        return y
     return _ORIGINAL_MAX_POOL(x, window, stride, padding)
 
 

@@ -132,10 +132,11 @@ def conv_im2col(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1, 
 
 
 def im2col_is_faster(x_shape, kernel_shape, groups: int = 1) -> bool:
-    """Heuristic from ``benchmarks/run.py`` on XLA:CPU: im2col wins for small, dense, few-channel convs.
+    """Dispatch rule used by ``benchmarks/lenet_fast.dispatch_conv``: dense convs with a short patch row.
 
-    True when the patch row ``prod(k) * C_in / groups`` is at most 256 and ``groups == 1`` (grouped and
-    depthwise convs turn into many tiny GEMMs and lose).
+    True when ``groups == 1`` and ``prod(k) * C_in <= 256`` (grouped and depthwise convs become many tiny
+    GEMMs). Measured (``benchmarks/run.py --only conv``): im2col wins for LeNet's first conv forward and
+    loses for 3x3x16 ResNet convs, so it is a prototype, not a recommendation for ``ops.conv``.
     """
     del x_shape
     taps = math.prod(kernel_shape[:-2])
@@ -230,11 +231,9 @@ def _conv_small_bwd(strides, dilations, res, dy):
     window = kernel.shape[:nd]
     row = math.prod(window) * kernel.shape[-2]
     unit_stride = all(s == 1 for s in strides)
-    # dF: one GEMM over the patch matrix for a single input channel, else XLA's backward-filter conv.
-    if unit_stride and row <= SHIFT_ADD_MAX_TAPS_X_CIN:
-        d_kernel = _dkernel_patch_dot(x, dy, window, dilations)
-    else:
-        d_kernel = jax.vjp(lambda k: _lax_conv_valid(x, k, strides, dilations), kernel)[1](dy)[0]
+    # dF: XLA's backward-filter convolution. (``_dkernel_patch_dot`` is 2x faster alone for C_in = 1 but
+    # made the whole LeNet step slower in benchmarks/run.py's measurements, so it is not used here.)
+    d_kernel = jax.vjp(lambda k: _lax_conv_valid(x, k, strides, dilations), kernel)[1](dy)[0]
     # dX (seed 001: full convolution of dY with the rotated kernel) as col2im when the patch row is short.
     if row <= IM2COL_DX_MAX_TAPS_X_CIN and unit_stride:
         d_x = _dx_col2im_channels_first(dy, kernel, x.shape, dilations)
@@ -253,11 +252,11 @@ def conv_small_channels(x, kernel, bias=None, *, stride=1, padding="VALID", dila
     """``ops.conv`` (same semantics and checks) tuned for XLA:CPU and few channels, with a custom VJP.
 
     Forward: for ``prod(k) * C_in <= 25`` (LeNet's first layer) a fused shift-and-add
-    ``Y = sum_{u, m} X[p*S + u*D, m] F[u, m, :] + b`` — XLA:CPU's direct convolution spends ~10x longer
-    there; otherwise XLA's convolution. Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the
-    full convolution of ``dY`` with the rotated kernel, seed 001) as col2im of ``F dY^T`` laid out
-    channels-first when ``prod(k) * C_in <= 256``, else XLA's; ``dF`` for ``prod(k) * C_in <= 25`` as one
-    GEMM of the patch matrix with ``dY``. ``groups > 1`` falls back to :func:`cnnjax.ops.conv`.
+    ``Y = sum_{u, m} X[p*S + u*D, m] F[u, m, :] + b`` (XLA:CPU's direct convolution with one input
+    channel is ~10x slower alone; inside a whole step the gain is smaller); otherwise XLA's convolution.
+    Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the full convolution of ``dY`` with the rotated kernel, seed 001) as col2im of ``F dY^T`` laid out
+    channels-first when ``prod(k) * C_in <= 256``, else XLA's. ``groups > 1`` falls back to
+    :func:`cnnjax.ops.conv`.
     """
     x = jnp.asarray(x)
     kernel = jnp.asarray(kernel)
