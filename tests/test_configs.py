@@ -27,7 +27,8 @@ def test_config_loads_and_model_builds(name):
     for field in REQUIRED:
         _get(config, field)
     assert config.optimizer.learning_rate > 0
-    assert "python -m experiments.run --config=" + name in module.__doc__
+    entry = "sweep" if "sweep" in config else "run"
+    assert f"python -m experiments.{entry} --config={name}" in module.__doc__
     kwargs = dict(config.model.kwargs)
     model = get_model(config.model.name, num_classes=10, **kwargs)
     shape = (1, 224, 224, 3) if name == "resnet50_transfer" else (1, 28, 28, 1)
