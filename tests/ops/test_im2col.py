@@ -130,7 +130,7 @@ def test_dispatch_heuristic():
 
 @pytest.mark.parametrize(
     "x_shape,k_shape,kwargs",
-    [((2, 28, 28, 1), (5, 5, 1, 6), dict(padding="SAME")),  # LeNet c1: shift-add forward, patch-GEMM dF
+    [((2, 28, 28, 1), (5, 5, 1, 6), dict(padding="SAME")),  # LeNet c1
      ((3, 14, 14, 6), (5, 5, 6, 16), {}),  # LeNet c2: XLA forward, channels-first col2im dX
      ((2, 9, 9, 3), (3, 3, 3, 4), dict(stride=2, dilation=2, padding=1)),  # strided: im2col dX
      ((2, 9, 9, 1), (3, 3, 1, 4), dict(dilation=2, padding=(1, 2))),
@@ -161,3 +161,20 @@ def test_small_channels_rejects_like_conv():
                             np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="larger than the padded input"):
         conv_small_channels(np.zeros((1, 2, 2, 1), np.float32), np.zeros((3, 3, 1, 2), np.float32))
+
+
+def test_shift_add_forward_path(monkeypatch):
+    """The (off by default) shift-and-add forward gives the same values and gradients."""
+    import cnnjax.ops.im2col as im2col
+
+    monkeypatch.setattr(im2col, "SHIFT_ADD_MAX_TAPS_X_CIN", 25)
+    x, k, b = _rand((2, 12, 12, 1), 0), _rand((5, 5, 1, 6), 1), _rand((6,), 2)
+    np.testing.assert_allclose(im2col.conv_small_channels(x, k, b, padding="SAME"),
+                               ops.conv(x, k, b, padding="SAME"), rtol=1e-4, atol=1e-4)
+    got = jax.grad(lambda k: jnp.sum(jnp.sin(im2col.conv_small_channels(x, k, b, padding=2))))(k)
+    want = jax.grad(lambda k: jnp.sum(jnp.sin(ops.conv(x, k, b, padding=2))))(k)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(im2col._dkernel_patch_dot(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))),
+                                                          _rand((2, 12, 12, 6), 3), (5, 5), (1, 1)),
+                               jax.vjp(lambda k: ops.conv(x, k, padding=2), k)[1](_rand((2, 12, 12, 6), 3))[0],
+                               rtol=1e-4, atol=1e-3)
