@@ -42,3 +42,22 @@ def default_workdir(argv: list[str]) -> str:
             name = a[len("--config="):].split(":")[0]
             return "runs/" + name.rsplit("/", 1)[-1].removesuffix(".py")
     return "runs/default"
+
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, FloatingPointError)
+
+
+def run_app(main) -> None:
+    """Resolve ``--config``, run the absl ``main`` and turn a user mistake into ``error: ...`` and exit 1."""
+    import sys
+
+    from absl import app
+
+    try:
+        sys.argv = resolve_argv(sys.argv)
+    except UnknownConfigError as e:
+        sys.exit(f"error: {e}")
+    try:
+        app.run(main)
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")

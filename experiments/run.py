@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.config_resolver import UnknownConfigError, default_workdir, resolve_argv
+from experiments.config_resolver import default_workdir, run_app
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config name in configs/ (e.g. lenet) or path[:arg].", lock_config=True)
@@ -39,14 +39,7 @@ def main(argv):
 
 
 def run():
-    try:
-        sys.argv = resolve_argv(sys.argv)
-    except UnknownConfigError as e:
-        sys.exit(f"error: {e}")
-    try:
-        app.run(main)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, FloatingPointError) as e:
-        sys.exit(f"error: {e}")
+    run_app(main)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """End to end: the real CLI on a small slice of real Fashion-MNIST."""
 
 import json
-import os
 import subprocess
 import sys
 
