@@ -20,6 +20,7 @@ from typing import Any
 import flax.linen as nn
 
 from cnnjax.layers.conv import Conv, SeparableConv
+from cnnjax.layers.deform import DeformConv
 from cnnjax.layers.local import LocallyConnected
 
 CONV_VARIANTS = ("standard", "separable", "grouped", "dilated", "deformable", "deformable_v2", "locally_connected")
@@ -80,7 +81,6 @@ def conv_layer(
 
     Raises:
       ValueError: unknown spec (listing the allowed ones) or bad ``:N``.
-      ImportError: "deformable" / "deformable_v2" when :mod:`cnnjax.layers.deform` is not available.
     """
     kind, arg = parse_conv_variant(variant)
     common = dict(features=features, kernel_size=kernel_size, strides=strides, padding=padding, use_bias=use_bias)
@@ -94,11 +94,4 @@ def conv_layer(
         return SeparableConv(**common, dtype=dtype, name=name)
     if kind == "locally_connected":
         return LocallyConnected(**common, dtype=dtype, name=name)
-    try:
-        from cnnjax.layers.deform import DeformConv
-    except ImportError as err:
-        raise ImportError(
-            f"variant={variant!r} needs cnnjax.layers.deform.DeformConv, which could not be imported ({err}); "
-            f"the other variants ({', '.join(v for v in _SPEC_FORMS if not v.startswith('deform'))}) work"
-        ) from err
     return DeformConv(**common, modulated=(kind == "deformable_v2"), dtype=dtype, name=name)

@@ -1,7 +1,5 @@
 """The conv switch: conv_layer(variant, features, kernel_size, ...) builds each variant by name."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +9,6 @@ from cnnjax import ops
 from cnnjax.layers import CONV_VARIANTS, conv_layer, parse_conv_variant
 from tests.layers.test_layers import random_params
 
-HAS_DEFORM = importlib.util.find_spec("cnnjax.layers.deform") is not None
 NON_DEFORM = ["standard", "separable", "grouped:4", "grouped", "dilated:2", "dilated", "locally_connected"]
 
 
@@ -90,13 +87,6 @@ def test_grouped_not_dividing_channels_raises_at_call():
         jax.eval_shape(conv_layer("grouped:4", 6, 3).init, jax.random.key(0), jnp.ones((1, 8, 8, 8)))
 
 
-@pytest.mark.skipif(HAS_DEFORM, reason="cnnjax.layers.deform exists")
-def test_deformable_without_module_is_a_clear_error():
-    with pytest.raises(ImportError, match="cnnjax.layers.deform"):
-        conv_layer("deformable", 8, 3)
-
-
-@pytest.mark.skipif(not HAS_DEFORM, reason="cnnjax.layers.deform not written yet")
 @pytest.mark.parametrize("variant", ["deformable", "deformable_v2"])
 def test_deformable_variants(variant):
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
