@@ -31,11 +31,14 @@ class LeNet5(nn.Module):
 
     61,706 parameters for 28x28x1 input and 10 classes. Returns float32 logits (softmax is in the loss).
     Minimum input 12x12 (with the standard conv). ``conv`` switches conv2 (and conv1 with ``conv_stem``).
+    ``dropout`` > 0 drops that fraction of the inputs of fc1, fc2 and the logits layer while training
+    (no parameters; 0, the default, is the plain network).
     """
 
     num_classes: int = 10
     conv: str = "standard"
     conv_stem: bool = False
+    dropout: float = 0.0
     dtype: Any = jnp.float32
 
     def _dilation(self) -> int:
@@ -50,7 +53,8 @@ class LeNet5(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        del train  # no dropout or BatchNorm in the plain LeNet-5
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lenet5: dropout={self.dropout!r} must be in [0, 1)")
         check_conv_variant(
             self.conv, "lenet5", [("conv2", 6, 16)] + ([("conv1", x.shape[-1], 6)] if self.conv_stem else [])
         )
@@ -62,9 +66,10 @@ class LeNet5(nn.Module):
         x = nn.relu(make_conv(self.conv, 16, 5, padding="VALID", dtype=self.dtype, name="conv2")(x))
         x = MaxPool(2, name="pool2")(x)
         x = x.reshape(x.shape[0], -1)
-        x = nn.relu(nn.Dense(120, kernel_init=he_normal, dtype=self.dtype, name="fc1")(x))
-        x = nn.relu(nn.Dense(84, kernel_init=he_normal, dtype=self.dtype, name="fc2")(x))
-        return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x).astype(jnp.float32)
+        drop = nn.Dropout(self.dropout, deterministic=not train or self.dropout == 0.0)
+        x = nn.relu(nn.Dense(120, kernel_init=he_normal, dtype=self.dtype, name="fc1")(drop(x)))
+        x = nn.relu(nn.Dense(84, kernel_init=he_normal, dtype=self.dtype, name="fc2")(drop(x)))
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(drop(x)).astype(jnp.float32)
 
 
 # ------------------------------------------------------------------------------------------- classic LeNet-5

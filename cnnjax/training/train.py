@@ -79,7 +79,8 @@ def create_train_state(config, model, image_shape, total_steps: int, steps_per_e
     if trainable_mask is not None:
         tx = freeze(tx, trainable_mask)
     params = variables["params"]
-    ema = params if float(config.get("ema_decay", 0.0)) > 0 else None
+    # A copy, not the same buffers: the train step donates the state, and a buffer may be donated only once.
+    ema = jax.tree.map(jnp.copy, params) if float(config.get("ema_decay", 0.0)) > 0 else None
     return TrainState(
         step=jnp.asarray(0, jnp.int32),
         params=params,

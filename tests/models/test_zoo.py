@@ -413,3 +413,16 @@ def test_bfloat16_compute_returns_float32_logits(name):
     assert "bf16" in str(jaxpr)  # the computation really runs in bfloat16
     out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
     assert out.dtype == jnp.float32
+
+
+def test_lenet5_dropout_adds_no_parameters_and_acts_only_in_training():
+    x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+    model = get_model("lenet5", dropout=0.5)
+    variables = model.init(jax.random.key(1), x)
+    assert sum(p.size for p in jax.tree.leaves(variables["params"])) == 61_706
+    plain = get_model("lenet5").apply(variables, x)
+    np.testing.assert_array_equal(model.apply(variables, x), plain)  # eval: the plain network
+    dropped = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+    assert not np.allclose(dropped, plain)
+    with pytest.raises(ValueError, match=r"lenet5: dropout=1.0 must be in \[0, 1\)"):
+        get_model("lenet5", dropout=1.0).init(jax.random.key(0), x)

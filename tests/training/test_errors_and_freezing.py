@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cnnjax.training.checkpoint import CheckpointMismatchError
+from cnnjax.training.metrics import read_metrics
 from cnnjax.training.train import NonFiniteLossError, train_and_evaluate
 from configs._base import base_config
 
@@ -115,3 +116,14 @@ def test_transfer_from_own_checkpoint_loads_backbone_and_keeps_it_frozen(tmp_pat
 def test_init_from_bad_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no checkpoints"):
         train_and_evaluate(synthetic_config(init_from=str(tmp_path)), str(tmp_path / "w"))
+
+
+def test_ema_and_dropout_train_end_to_end(tmp_path):
+    # The EMA starts as a copy of the weights (not the same buffers, which the donating step would reject).
+    overrides = {"ema_decay": 0.9, "model.kwargs": {"dropout": 0.3}}
+    with_ema = train_and_evaluate(synthetic_config(eval_with_ema=True, **overrides), str(tmp_path / "ema"))
+    plain = train_and_evaluate(synthetic_config(eval_with_ema=False, **overrides), str(tmp_path / "plain"))
+    assert np.isfinite(with_ema["test_loss"]) and np.isfinite(plain["test_loss"])
+    train = [[r for r in read_metrics(str(tmp_path / d)) if r["split"] == "train"] for d in ("ema", "plain")]
+    assert train[0] and [r["loss"] for r in train[0]] == [r["loss"] for r in train[1]]  # the same training ...
+    assert with_ema["test_loss"] != plain["test_loss"]  # ... evaluated with other weights
