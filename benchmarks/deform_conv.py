@@ -14,8 +14,10 @@ Implementations compared in the same process, on identical shapes and data (CPU)
 * ``torch-grid_sample (autograd, T thr)``: PyTorch 2.13 CPU, bilinear sampling by ``F.grid_sample``
   (zeros padding, ``align_corners=True``: the same zero-outside semantics) + one matmul, autograd.
 
-torchvision (whose C++ ``deform_conv2d`` the issue quotes: 87 ms forward / 450 ms forward+backward at
-(8, 28, 28, 64) -> 64, 3x3) is not installed here; the torch rows are the stand-in, clearly labelled.
+* ``torchvision (T thr)``: ``torchvision.ops.deform_conv2d`` (its C++ kernel; the issue quotes 87 ms forward /
+  450 ms forward+backward at (8, 28, 28, 64) -> 64, 3x3), when torchvision is importable. Its PyPI wheels
+  need the CUDA build of torch (which also runs on a CPU), so it is not in the default environment; see
+  README ("Deformable convolution") for the side environment it was measured in.
 Timings interleave the implementations round by round and report medians, because the machine is shared.
 """
 
@@ -225,6 +227,36 @@ def bench_shape(shape, repeats: int, torch_threads: int | None = None) -> list[d
         impls[f"torch-gather (autograd, {threads} thr)"] = torch_pair(torch_deform_gather, tx, threads)
         impls[f"torch-grid_sample (autograd, {threads} thr)"] = torch_pair(torch_deform_grid_sample, tx_nchw, threads)
 
+    try:
+        import torchvision.ops as tv_ops
+    except ImportError:  # optional: a multi-GB CUDA wheel
+        tv_ops = None
+    if tv_ops is not None:
+        tk_oihw = torch.tensor(kern.transpose(3, 2, 0, 1)).contiguous()
+        toff_nchw = torch.tensor(off.transpose(0, 3, 1, 2)).contiguous()
+        tm_nchw = None if m is None else torch.tensor(m.transpose(0, 3, 1, 2)).contiguous()
+
+        def torchvision_fn(torch, xin, offsets, kernel, bias, stride, padding, mask=None):
+            y = tv_ops.deform_conv2d(xin, offsets, kernel, bias, stride=stride, padding=padding, mask=mask)
+            return y.permute(0, 2, 3, 1)
+
+        def tv_pair(threads):
+            def fwd():
+                torch.set_num_threads(threads)
+                with torch.no_grad():
+                    torchvision_fn(torch, tx_nchw, toff_nchw, tk_oihw, tb, stride, padding, tm_nchw)
+
+            def fwd_bwd():
+                torch.set_num_threads(threads)
+                leaves = [t.detach().requires_grad_(True) for t in (tx_nchw, toff_nchw, tk_oihw, tb)]
+                mm = None if tm_nchw is None else tm_nchw.detach().requires_grad_(True)
+                torchvision_fn(torch, *leaves, stride, padding, mm).backward(tg)
+
+            return fwd, fwd_bwd
+
+        for threads in sorted({1, all_threads}):
+            impls[f"torchvision (C++, {threads} thr)"] = tv_pair(threads)
+
     # check that all implementations agree before timing
     ref = np.asarray(jax.jit(lambda *a: deform_conv2d(*a[:4], stride=stride, padding=padding, mask=a[4]))(
         x, off, kern, b, m))
@@ -232,6 +264,9 @@ def bench_shape(shape, repeats: int, torch_threads: int | None = None) -> list[d
         for fn, xin in ((torch_deform_gather, tx), (torch_deform_grid_sample, tx_nchw)):
             np.testing.assert_allclose(fn(torch, xin, toff, tk, tb, stride, padding, tm).numpy(), ref,
                                        rtol=2e-3, atol=2e-3)
+        if tv_ops is not None:
+            np.testing.assert_allclose(torchvision_fn(torch, tx_nchw, toff_nchw, tk_oihw, tb, stride, padding,
+                                                      tm_nchw).numpy(), ref, rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(
         np.asarray(jax.jit(lambda *a: deform_conv2d_4gather(*a[:4], stride=stride, padding=padding, mask=a[4]))(
             x, off, kern, b, m)), ref, rtol=2e-3, atol=2e-3)
