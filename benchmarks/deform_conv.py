@@ -374,6 +374,13 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one shape, few repeats, no memory check")
@@ -386,6 +393,9 @@ def main(argv=None):
         meta = {
             "command": "python -m benchmarks.deform_conv" + (" --quick" if args.quick else ""),
             "jax": jax.__version__,
+            "torch": _version("torch"),
+            "torchvision": _version("torchvision"),
+            "cores_usable": len(os.sched_getaffinity(0)),  # less than cpu_count under taskset
             "devices": [str(d) for d in jax.devices()],
             "cpu_count": os.cpu_count(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
