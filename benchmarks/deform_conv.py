@@ -206,26 +206,28 @@ def bench_shape(shape, repeats: int, torch_threads: int | None = None) -> list[d
     tk = torch.tensor(kern.reshape(k * k * c, co))
     tm = None if m is None else torch.tensor(m)
 
-    def torch_pair(fn, xin, threads):
+    def torch_pair(fn, inputs, mask, threads):
+        """(forward, forward+backward) of ``fn(torch, x, offsets, kernel, bias, stride, padding, mask)``."""
         def fwd():
             torch.set_num_threads(threads)
             with torch.no_grad():
-                fn(torch, xin, toff, tk, tb, stride, padding, tm)
+                fn(torch, *inputs, stride, padding, mask)
 
         def fwd_bwd():
             torch.set_num_threads(threads)
-            leaves = [t.detach().requires_grad_(True) for t in (xin, toff, tk, tb)]
-            mm = None if tm is None else tm.detach().requires_grad_(True)
-            y = fn(torch, *leaves, stride, padding, mm)
-            y.backward(tg)
+            leaves = [t.detach().requires_grad_(True) for t in inputs]
+            mm = None if mask is None else mask.detach().requires_grad_(True)
+            fn(torch, *leaves, stride, padding, mm).backward(tg)
 
         return fwd, fwd_bwd
 
     # On a shared, oversubscribed machine torch's OpenMP threads can hurt it badly: time 1 thread and all.
     all_threads = torch_threads or torch.get_num_threads()
     for threads in sorted({1, all_threads}):
-        impls[f"torch-gather (autograd, {threads} thr)"] = torch_pair(torch_deform_gather, tx, threads)
-        impls[f"torch-grid_sample (autograd, {threads} thr)"] = torch_pair(torch_deform_grid_sample, tx_nchw, threads)
+        impls[f"torch-gather (autograd, {threads} thr)"] = torch_pair(
+            torch_deform_gather, (tx, toff, tk, tb), tm, threads)
+        impls[f"torch-grid_sample (autograd, {threads} thr)"] = torch_pair(
+            torch_deform_grid_sample, (tx_nchw, toff, tk, tb), tm, threads)
 
     try:
         import torchvision.ops as tv_ops
@@ -240,22 +242,9 @@ def bench_shape(shape, repeats: int, torch_threads: int | None = None) -> list[d
             y = tv_ops.deform_conv2d(xin, offsets, kernel, bias, stride=stride, padding=padding, mask=mask)
             return y.permute(0, 2, 3, 1)
 
-        def tv_pair(threads):
-            def fwd():
-                torch.set_num_threads(threads)
-                with torch.no_grad():
-                    torchvision_fn(torch, tx_nchw, toff_nchw, tk_oihw, tb, stride, padding, tm_nchw)
-
-            def fwd_bwd():
-                torch.set_num_threads(threads)
-                leaves = [t.detach().requires_grad_(True) for t in (tx_nchw, toff_nchw, tk_oihw, tb)]
-                mm = None if tm_nchw is None else tm_nchw.detach().requires_grad_(True)
-                torchvision_fn(torch, *leaves, stride, padding, mm).backward(tg)
-
-            return fwd, fwd_bwd
-
         for threads in sorted({1, all_threads}):
-            impls[f"torchvision (C++, {threads} thr)"] = tv_pair(threads)
+            impls[f"torchvision (C++, {threads} thr)"] = torch_pair(
+                torchvision_fn, (tx_nchw, toff_nchw, tk_oihw, tb), tm_nchw, threads)
 
     # check that all implementations agree before timing
     ref = np.asarray(jax.jit(lambda *a: deform_conv2d(*a[:4], stride=stride, padding=padding, mask=a[4]))(
