@@ -59,4 +59,7 @@ def runlocal(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.dataset.train_limit = 2048
     config.dataset.test_limit = 1000
     config.dataset.validation_size = 0
+    config.optimizer.warmup_epochs = 0  # no warm-up in a 16-step run
+    if config.ema_decay > 0:
+        config.ema_decay = 0.9  # an average over the last ~10 of the few steps, not the initial weights
     return config

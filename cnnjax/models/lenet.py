@@ -66,7 +66,7 @@ class LeNet5(nn.Module):
         x = nn.relu(make_conv(self.conv, 16, 5, padding="VALID", dtype=self.dtype, name="conv2")(x))
         x = MaxPool(2, name="pool2")(x)
         x = x.reshape(x.shape[0], -1)
-        drop = nn.Dropout(self.dropout, deterministic=not train or self.dropout == 0.0)
+        drop = nn.Dropout(self.dropout, deterministic=not train) if self.dropout > 0 else (lambda v: v)
         x = nn.relu(nn.Dense(120, kernel_init=he_normal, dtype=self.dtype, name="fc1")(drop(x)))
         x = nn.relu(nn.Dense(84, kernel_init=he_normal, dtype=self.dtype, name="fc2")(drop(x)))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(drop(x)).astype(jnp.float32)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from configs import lenet
 from tests.conftest import REPO_ROOT
 
 # 2048 real Fashion-MNIST images, batch 64 -> 32 steps per epoch, 2 epochs, a checkpoint every 4 steps.
@@ -104,7 +105,8 @@ def test_checkpoint_of_another_setup_is_refused(uninterrupted, tmp_path):
     r = subprocess.run(command(workdir, "--config.optimizer.name=sgd"), cwd=REPO_ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode != 0
-    assert "use another --workdir" in r.stderr and "'optimizer': 'adam'" in r.stderr
+    assert "use another --workdir" in r.stderr
+    assert f"'optimizer': '{lenet.get_config().optimizer.name}'" in r.stderr and "'optimizer': 'sgd'" in r.stderr
 
 
 def test_best_checkpoint_kept(uninterrupted):
