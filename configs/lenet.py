@@ -1,4 +1,4 @@
-"""LeNet-5 (modern, exactly 61,706 parameters) on Fashion-MNIST: Adam(W) from 1e-3-scale rates, 30 epochs.
+"""LeNet-5 (modern, exactly 61,706 parameters) on Fashion-MNIST: a 30-epoch AdamW recipe reaching >= 0.915.
 
 Command:  python -m experiments.run --config=lenet --workdir=runs/lenet
 Smoke test (seconds):  python -m experiments.run --config=lenet:runlocal
