@@ -8,12 +8,10 @@ config's data set when it is a known one (fashion_mnist, mnist, cifar10, digits)
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.config_resolver import UnknownConfigError, resolve_argv
+from experiments.config_resolver import run_app
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config name in configs/ (e.g. lenet) or path[:arg].", lock_config=True)
@@ -66,14 +64,7 @@ def main(argv):
 
 
 def run():
-    try:
-        sys.argv = resolve_argv(sys.argv)
-    except UnknownConfigError as e:
-        sys.exit(f"error: {e}")
-    try:
-        app.run(main)
-    except (ValueError, TypeError) as e:
-        sys.exit(f"error: {e}")
+    run_app(main)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,16 @@ def check_ranks(x, kernel, kernel_extra_axes: int = 2, layout: str = "(*k, C_in/
     return nd
 
 
+def check_bias(bias, c_out: int):
+    """``bias`` as an array of shape ``(c_out,)``, or None; a clear error for any other shape."""
+    if bias is None:
+        return None
+    bias = jnp.asarray(bias)
+    if bias.shape != (c_out,):
+        raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    return bias
+
+
 def conv(
     x,
     kernel,
@@ -146,10 +156,7 @@ def conv(
     check_pad_mode(pad_mode)
     pads = normalize_padding(padding, kernel.shape[:nd], dilations)
     check_window_fits(x.shape[1:-1], kernel.shape[:nd], dilations, pads)
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    bias = check_bias(bias, c_out)
     x = floating_input(x, kernel)
     if pad_mode != "constant" and any(lo or hi for lo, hi in pads):
         x = pad(x, pads, mode=pad_mode)

@@ -27,6 +27,7 @@ from jax import lax
 from cnnjax.ops.conv import (
     DIMENSION_NUMBERS,
     as_tuple,
+    check_bias,
     check_positive_int,
     check_ranks,
     check_window_fits,
@@ -105,10 +106,7 @@ def conv_im2col(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1, 
     check_pad_mode(pad_mode)
     pads = normalize_padding(padding, window, dilations)
     check_window_fits(x.shape[1:-1], window, dilations, pads)
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    bias = check_bias(bias, c_out)
     x = floating_input(x, kernel)
     kernel = kernel.astype(x.dtype)
     if pad_mode != "constant" and any(lo or hi for lo, hi in pads):
@@ -276,10 +274,7 @@ def conv_small_channels(x, kernel, bias=None, *, stride=1, padding="VALID", dila
     check_pad_mode(pad_mode)
     pads = normalize_padding(padding, window, dilations)
     check_window_fits(x.shape[1:-1], window, dilations, pads)
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    bias = check_bias(bias, c_out)
     x = floating_input(x, kernel)
     kernel = kernel.astype(x.dtype)
     if any(lo or hi for lo, hi in pads):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import DIMENSION_NUMBERS, as_tuple, check_positive_int, check_ranks, floating_input
+from cnnjax.ops.conv import (
+    DIMENSION_NUMBERS,
+    as_tuple,
+    check_bias,
+    check_positive_int,
+    check_ranks,
+    floating_input,
+)
 
 
 def conv_transpose(
@@ -75,10 +82,7 @@ def conv_transpose(
             raise ValueError(
                 f"padding={padding!r} is too large: the output would have size {size} on spatial axis {axis}"
             )
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({c_out},)")
+    bias = check_bias(bias, c_out)
     x = floating_input(x, kernel)
     # (*k, C_out/g, C_in) -> (*k, C_in/g, C_out), group-wise: out channel s*C_out/g + o' sees in group s.
     kernel = kernel.astype(x.dtype)
