@@ -19,8 +19,8 @@ torch speed: > 1 means cnnjax is faster. Results go to ``benchmarks/results/<sec
 The cnnjax side is the real code: ``cnnjax.ops`` for the ops, and for training
 ``cnnjax.models.get_model`` + ``cnnjax.training.train.create_train_state`` + ``cnnjax.training.steps.train_step``
 under ``jax.jit(donate_argnums=0)``. Rows marked ``proto:`` are the prototypes of ``benchmarks/lenet_fast.py``
-(the same step with ``ops.conv`` dispatched to ``ops.im2col.conv_im2col`` and non-overlapping max-pooling as
-reshape + max, and K steps per dispatch), which measure changes proposed for cnnjax.
+(the same step with ``ops.conv`` dispatched to ``ops.im2col`` formulations, and K steps per dispatch), which
+measure changes proposed for cnnjax.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def _jax_contestant(model_name: str, batch_size: int, k_steps: int = 1, fast_ops
         def fn(s, b):
             return multi_step(train_step, s, b, unroll=unroll)
 
-    step = jit_with_ops(fn, conv=fast_ops, pool=fast_ops, donate_argnums=0)
+    step = jit_with_ops(fn, conv=fast_ops, donate_argnums=0)
     box = [state]
     t0 = time.perf_counter()
     box[0], m = step(box[0], batch)
@@ -305,15 +305,15 @@ def bench_train(model_name: str, quick: bool, batch_size: int = 128) -> list[dic
     images, labels = _train_data(model_name, batch_size, k)
     variants = {"cnnjax train_step": dict()}
     if lenet:
-        variants["proto: small-channel conv + reshape pool"] = dict(fast_ops="small")
-        variants["proto: small conv + pool, 4 steps/dispatch"] = dict(fast_ops="small", k_steps=4)
+        variants["proto: small-channel conv"] = dict(fast_ops="small")
+        variants["proto: small conv, 4 steps/dispatch"] = dict(fast_ops="small", k_steps=4)
         if not quick:
-            variants["proto: small conv + pool, 8 steps/dispatch"] = dict(fast_ops="small", k_steps=8)
-            variants["proto: im2col conv + reshape pool"] = dict(fast_ops="im2col")
-            variants["proto: small conv + pool, 8 steps/dispatch (lax.scan)"] = dict(fast_ops="small", k_steps=8,
+            variants["proto: small conv, 8 steps/dispatch"] = dict(fast_ops="small", k_steps=8)
+            variants["proto: im2col conv"] = dict(fast_ops="im2col")
+            variants["proto: small conv, 8 steps/dispatch (lax.scan)"] = dict(fast_ops="small", k_steps=8,
                                                                                      unroll=False)
     elif not quick:
-        variants["proto: small-channel conv dispatch"] = dict(fast_ops="small")
+        variants["proto: small-channel conv"] = dict(fast_ops="small")
     contestants, per_call, first = {}, {}, {}
     for name, kw in variants.items():
         try:
@@ -356,8 +356,8 @@ def bench_compile(quick: bool) -> list[dict]:
     rows = []
     for model_name in ("lenet5", "resnet20"):
         images, labels = _train_data(model_name, 128, 8)
-        for name, kw in (("cnnjax train_step", {}), ("proto: small-channel conv + reshape pool", {"fast_ops": "small"}),
-                         ("proto: small conv + pool, 4 steps/dispatch", {"fast_ops": "small", "k_steps": 4})):
+        for name, kw in (("cnnjax train_step", {}), ("proto: small-channel conv", {"fast_ops": "small"}),
+                         ("proto: small conv, 4 steps/dispatch", {"fast_ops": "small", "k_steps": 4})):
             if quick and (model_name == "resnet20" or "k_steps" in kw) and kw:
                 continue
             try:

@@ -7,6 +7,10 @@ common), average or sum. The stride defaults to the window (non-overlapping wind
 
 from __future__ import annotations
 
+import functools
+import itertools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -52,7 +56,9 @@ def _float(x):
 def max_pool(x, window=2, stride=None, padding="VALID"):
     """Max pooling (seeds 000/001/003): ``y[n, p, c] = max_{u in window} x[n, p S + u, c]``.
 
-    Padded cells are ``-inf``, so they never win. The gradient flows only to the arg-max of each window.
+    Padded cells are ``-inf``, so they never win. The gradient flows only to the arg-max of each window
+    (the first in row-major order when several cells tie, as in PyTorch). Windows that tile the input
+    (stride = window, no padding) are computed without ``reduce_window``, which is much faster on XLA:CPU.
 
     Args:
       x: ``(N, *spatial, C)``, 1 to 3 (or more) spatial axes.
@@ -61,8 +67,55 @@ def max_pool(x, window=2, stride=None, padding="VALID"):
       padding: "VALID", "SAME", "FULL", an int or (lo, hi) pairs; each side smaller than the window.
     """
     x, window, stride, pads = _window_args(x, window, stride, padding)
+    if window == stride and all(lo == hi == 0 for lo, hi in pads) and jnp.issubdtype(x.dtype, jnp.floating):
+        return _tiled_max_pool(x, window[1:-1])
     init = _scalar(x, -np.inf if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.iinfo(x.dtype).min)
     return lax.reduce_window(x, init, lax.max, window, stride, pads)
+
+
+def _window_cells(x, window):
+    """The ``prod(window)`` strided slices ``x[:, u::k, ..., :]`` (row-major ``u``) of an input that the
+    windows tile exactly: cell ``u`` of every window at once."""
+    return tuple(
+        x[(slice(None), *[slice(u, None, k) for u, k in zip(offsets, window)], slice(None))]
+        for offsets in itertools.product(*[range(k) for k in window])
+    )
+
+
+def _tiled_max_pool(x, window):
+    """Non-overlapping VALID max pooling as the elementwise maximum of the window's cells.
+
+    Same values and gradient as ``reduce_window`` (the gradient goes to the first arg-max of each window in
+    row-major order, as in PyTorch), but XLA:CPU runs it as a few fused elementwise loops instead of
+    ``select_and_scatter`` (which it lowers to a scatter with index arrays): ~40% of a LeNet-5 train step.
+    """
+    crop = tuple(slice(0, (size // k) * k) for size, k in zip(x.shape[1:-1], window))
+    return _max_of_cells(x[(slice(None), *crop, slice(None))], window)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_of_cells(x, window):
+    return functools.reduce(jnp.maximum, _window_cells(x, window))
+
+
+def _max_of_cells_fwd(x, window):
+    y = _max_of_cells(x, window)
+    return y, (x, y)
+
+
+def _max_of_cells_bwd(window, residuals, dy):
+    x, y = residuals
+    cells, cells_vjp = jax.vjp(lambda v: _window_cells(v, window), x)
+    taken = jnp.zeros(y.shape, bool)
+    grads = []
+    for cell in cells:  # the first cell equal to the maximum (or NaN, which max propagates) gets dY
+        wins = ~taken & ((cell == y) | jnp.isnan(cell))
+        grads.append(jnp.where(wins, dy, jnp.zeros_like(dy)))
+        taken = taken | wins
+    return cells_vjp(tuple(grads))
+
+
+_max_of_cells.defvjp(_max_of_cells_fwd, _max_of_cells_bwd)
 
 
 def sum_pool(x, window=2, stride=None, padding="VALID"):

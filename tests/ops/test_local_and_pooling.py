@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.nn import functional as F
 
 from cnnjax import ops
 from cnnjax.ops import arithmetic
-from tests.ops.oracle import examples, numpy_locally_connected, torch_pool
+from tests.ops.oracle import examples, from_torch_x, numpy_locally_connected, to_torch_x, torch_pool
 
 FAST = settings(max_examples=examples(15), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -153,6 +154,39 @@ def test_pooling_matches_torch(case, kind):
         want = torch_pool("avg", x, *args, count_include_pad=include)
     assert got.shape == want.shape
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, window, stride, padding",
+    [
+        ((2, 8, 8, 3), (2, 2), (2, 2), (0, 0)),  # windows tile the input: the strided-slice path
+        ((2, 9, 7, 3), (2, 3), (2, 3), (0, 0)),  # tiles after dropping the last row (VALID)
+        ((2, 9, 2), (3,), (3,), (0,)),  # 1-D
+        ((1, 4, 6, 4, 2), (2, 2, 2), (2, 2, 2), (0, 0, 0)),  # 3-D
+        ((2, 7, 7, 3), (3, 3), (2, 2), (1, 1)),  # overlapping windows: reduce_window
+    ],
+)
+def test_max_pool_gradient_goes_to_the_first_argmax_like_torch(shape, window, stride, padding):
+    """Inputs drawn from {0, 1, 2} tie often: the gradient must pick the same cell as PyTorch's."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, size=shape).astype(np.float64)
+    dy_shape = torch_pool("max", x, window, stride, padding).shape
+    dy = rng.normal(size=dy_shape)
+    with jax.enable_x64(True):
+        got = jax.jit(jax.grad(lambda v: jnp.sum(ops.max_pool(v, window, stride, padding) * dy)))(x)
+        assert got.dtype == np.float64
+    xt = to_torch_x(x).requires_grad_(True)
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(window)]
+    (fn(xt, window, stride, padding) * to_torch_x(dy)).sum().backward()
+    np.testing.assert_array_equal(np.asarray(got), from_torch_x(xt.grad))
+
+
+def test_max_pool_propagates_nan_and_drops_the_gradient_of_cut_off_cells():
+    x = jnp.arange(25.0).reshape(1, 5, 5, 1).at[0, 0, 1, 0].set(jnp.nan)
+    y = ops.max_pool(x, 2)
+    assert y.shape == (1, 2, 2, 1) and bool(jnp.isnan(y[0, 0, 0, 0])) and float(y[0, 1, 1, 0]) == 18.0
+    g = jax.grad(lambda v: jnp.sum(ops.max_pool(v, 2)))(jnp.arange(25.0).reshape(1, 5, 5, 1))
+    assert float(g[0, 4].sum() + g[0, :, 4].sum()) == 0.0 and float(g.sum()) == 4.0
 
 
 def test_pooling_float64():
