@@ -40,6 +40,18 @@ def test_exact_parameter_counts(name, classes, shape, expected):
     assert count_params(variables["params"]) == expected
 
 
+@pytest.mark.parametrize("head, expected", [("gap", 65_834), ("flatten", 96_554)])
+def test_small_cnn_counts_stay_under_100k(head, expected):
+    # flatten: the classifier sees the whole 7 x 7 x 64 map, 3,136 x 10 + 10 weights instead of 64 x 10 + 10.
+    model = get_model("small_cnn", num_classes=10, widths=(32, 64), head=head)
+    assert count_params(abstract_init(model, (1, 28, 28, 1))["params"]) == expected
+
+
+def test_small_cnn_unknown_head_lists_the_heads():
+    with pytest.raises(ValueError, match=r"head='avg' is unknown; allowed: gap, flatten"):
+        abstract_init(get_model("small_cnn", head="avg"), (1, 28, 28, 1))
+
+
 def test_cifar_counts_round_to_the_papers_figures():
     quoted = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85, "resnet110": 1.7}
     for name, millions in quoted.items():
