@@ -7,6 +7,7 @@ Layout conventions used by every op in :mod:`cnnjax.ops`: inputs are channels-la
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +99,50 @@ def check_bias(bias, c_out: int):
     return bias
 
 
+class ConvArgs(NamedTuple):
+    """:func:`conv`'s arguments, checked and normalised by :func:`prepare_conv`."""
+
+    x: Any  # floating, already padded when pad_mode is not "constant"
+    kernel: Any  # in x's dtype
+    bias: Any  # (C_out,) or None
+    nd: int
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: list[tuple[int, int]]  # zero padding still to apply (all (0, 0) after a non-constant pad)
+    groups: int
+
+
+def prepare_conv(x, kernel, bias, *, stride, padding, dilation, groups, pad_mode) -> ConvArgs:
+    """Check :func:`conv`'s arguments (a clear error naming the argument, before any tracing) and
+    normalise them; shared by every formulation of the convolution (``ops.im2col``)."""
+    x = jnp.asarray(x)
+    kernel = jnp.asarray(kernel)
+    nd = check_ranks(x, kernel)
+    groups = check_positive_int(groups, "groups")
+    c_in, c_out = x.shape[-1], kernel.shape[-1]
+    if c_in % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={c_in}")
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide out_channels={c_out}")
+    if kernel.shape[-2] * groups != c_in:
+        raise ValueError(
+            f"kernel.shape={kernel.shape} needs in_channels/groups={c_in // groups} on axis -2 "
+            f"(x has {c_in} channels, groups={groups})"
+        )
+    strides = as_tuple(stride, nd, "stride")
+    dilations = as_tuple(dilation, nd, "dilation")
+    check_pad_mode(pad_mode)
+    pads = normalize_padding(padding, kernel.shape[:nd], dilations)
+    check_window_fits(x.shape[1:-1], kernel.shape[:nd], dilations, pads)
+    bias = check_bias(bias, c_out)
+    x = floating_input(x, kernel)
+    if pad_mode != "constant" and any(lo or hi for lo, hi in pads):
+        x = pad(x, pads, mode=pad_mode)
+        pads = [(0, 0)] * nd
+    kernel = kernel.astype(x.dtype) if x.dtype != kernel.dtype else kernel
+    return ConvArgs(x, kernel, bias, nd, strides, dilations, [tuple(p) for p in pads], groups)
+
+
 def conv(
     x,
     kernel,
@@ -137,40 +182,18 @@ def conv(
       ValueError: rank mismatch, bad stride / dilation / groups / padding / pad_mode, or a kernel larger
         than the padded input — all before any tracing.
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
-    nd = check_ranks(x, kernel)
-    groups = check_positive_int(groups, "groups")
-    c_in, c_out = x.shape[-1], kernel.shape[-1]
-    if c_in % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={c_in}")
-    if c_out % groups:
-        raise ValueError(f"groups={groups} must divide out_channels={c_out}")
-    if kernel.shape[-2] * groups != c_in:
-        raise ValueError(
-            f"kernel.shape={kernel.shape} needs in_channels/groups={c_in // groups} on axis -2 "
-            f"(x has {c_in} channels, groups={groups})"
-        )
-    strides = as_tuple(stride, nd, "stride")
-    dilations = as_tuple(dilation, nd, "dilation")
-    check_pad_mode(pad_mode)
-    pads = normalize_padding(padding, kernel.shape[:nd], dilations)
-    check_window_fits(x.shape[1:-1], kernel.shape[:nd], dilations, pads)
-    bias = check_bias(bias, c_out)
-    x = floating_input(x, kernel)
-    if pad_mode != "constant" and any(lo or hi for lo, hi in pads):
-        x = pad(x, pads, mode=pad_mode)
-        pads = [(0, 0)] * nd
+    a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     pad_mode=pad_mode)
     y = lax.conv_general_dilated(
-        x,
-        kernel.astype(x.dtype) if x.dtype != kernel.dtype else kernel,
-        window_strides=strides,
-        padding=pads,
-        rhs_dilation=dilations,
-        dimension_numbers=DIMENSION_NUMBERS[nd],
-        feature_group_count=groups,
+        a.x,
+        a.kernel,
+        window_strides=a.strides,
+        padding=a.pads,
+        rhs_dilation=a.dilations,
+        dimension_numbers=DIMENSION_NUMBERS[a.nd],
+        feature_group_count=a.groups,
         precision=lax.Precision.HIGHEST,
     )
-    if bias is not None:
-        y = y + bias.astype(y.dtype)
+    if a.bias is not None:
+        y = y + a.bias.astype(y.dtype)
     return y

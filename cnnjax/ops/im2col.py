@@ -24,17 +24,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import (
-    DIMENSION_NUMBERS,
-    as_tuple,
-    check_bias,
-    check_positive_int,
-    check_ranks,
-    check_window_fits,
-    floating_input,
-)
+from cnnjax.ops.conv import DIMENSION_NUMBERS, as_tuple, prepare_conv
 from cnnjax.ops.conv import conv as _conv_op
-from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
+from cnnjax.ops.padding import pad
 
 
 def extract_conv_patches(x, window, *, stride=1, dilation=1, pads=None):
@@ -86,33 +78,12 @@ def conv_im2col(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1, 
     Raises:
       ValueError: the same checks, with the same messages, as ``ops.conv``, before any tracing.
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
-    nd = check_ranks(x, kernel)
-    groups = check_positive_int(groups, "groups")
+    a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     pad_mode=pad_mode)
+    x, kernel, bias, groups = a.x, a.kernel, a.bias, a.groups
     c_in, c_out = x.shape[-1], kernel.shape[-1]
-    if c_in % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={c_in}")
-    if c_out % groups:
-        raise ValueError(f"groups={groups} must divide out_channels={c_out}")
-    if kernel.shape[-2] * groups != c_in:
-        raise ValueError(
-            f"kernel.shape={kernel.shape} needs in_channels/groups={c_in // groups} on axis -2 "
-            f"(x has {c_in} channels, groups={groups})"
-        )
-    window = kernel.shape[:nd]
-    strides = as_tuple(stride, nd, "stride")
-    dilations = as_tuple(dilation, nd, "dilation")
-    check_pad_mode(pad_mode)
-    pads = normalize_padding(padding, window, dilations)
-    check_window_fits(x.shape[1:-1], window, dilations, pads)
-    bias = check_bias(bias, c_out)
-    x = floating_input(x, kernel)
-    kernel = kernel.astype(x.dtype)
-    if pad_mode != "constant" and any(lo or hi for lo, hi in pads):
-        x = pad(x, pads, mode=pad_mode)
-        pads = [(0, 0)] * nd
-    patches = extract_conv_patches(x, window, stride=strides, dilation=dilations, pads=pads)
+    window = kernel.shape[:a.nd]
+    patches = extract_conv_patches(x, window, stride=a.strides, dilation=a.dilations, pads=a.pads)
     n, out_spatial = patches.shape[0], patches.shape[1:-2]
     taps = math.prod(window)
     cg, og = c_in // groups, c_out // groups
@@ -253,33 +224,19 @@ def conv_small_channels(x, kernel, bias=None, *, stride=1, padding="VALID", dila
 
     Forward: XLA's convolution (a shift-and-add ``Y = sum_{u, m} X[p*S + u*D, m] F[u, m, :] + b`` for
     ``prod(k) * C_in <= SHIFT_ADD_MAX_TAPS_X_CIN``, off by default: faster alone, slower inside a step).
-    Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the full convolution of ``dY`` with the rotated kernel, seed 001) as col2im of ``F dY^T`` laid out
-    channels-first when ``prod(k) * C_in <= 256``, else XLA's. ``groups > 1`` falls back to
+    Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the full convolution of ``dY`` with the
+    rotated kernel, seed 001) as col2im of ``F dY^T`` laid out channels-first when ``prod(k) * C_in <= 256``, else XLA's. ``groups > 1`` falls back to
     :func:`cnnjax.ops.conv`.
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
     if groups != 1:
         return _conv_op(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
                         pad_mode=pad_mode)
-    nd = check_ranks(x, kernel)
-    c_in, c_out = x.shape[-1], kernel.shape[-1]
-    if kernel.shape[-2] != c_in:
-        raise ValueError(
-            f"kernel.shape={kernel.shape} needs in_channels/groups={c_in} on axis -2 (x has {c_in} channels, groups=1)"
-        )
-    window = kernel.shape[:nd]
-    strides = as_tuple(stride, nd, "stride")
-    dilations = as_tuple(dilation, nd, "dilation")
-    check_pad_mode(pad_mode)
-    pads = normalize_padding(padding, window, dilations)
-    check_window_fits(x.shape[1:-1], window, dilations, pads)
-    bias = check_bias(bias, c_out)
-    x = floating_input(x, kernel)
-    kernel = kernel.astype(x.dtype)
-    if any(lo or hi for lo, hi in pads):
-        x = pad(x, pads, mode=pad_mode)
-    y = _conv_small_valid(x, kernel, strides, dilations)
+    a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     pad_mode=pad_mode)
+    x, kernel, bias = a.x, a.kernel, a.bias
+    if any(lo or hi for lo, hi in a.pads):
+        x = pad(x, a.pads)
+    y = _conv_small_valid(x, kernel, a.strides, a.dilations)
     if bias is not None:
         y = y + bias.astype(y.dtype)
     return y
