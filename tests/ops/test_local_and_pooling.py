@@ -181,6 +181,13 @@ def test_max_pool_gradient_goes_to_the_first_argmax_like_torch(shape, window, st
     np.testing.assert_array_equal(np.asarray(got), from_torch_x(xt.grad))
 
 
+@pytest.mark.parametrize("stride", [2, 1])  # strided slices / reduce_window
+def test_max_pool_forward_mode_agrees_with_reverse_mode(stride):
+    x = jnp.asarray(np.random.default_rng(1).integers(0, 3, size=(1, 4, 4, 2)).astype(np.float32))
+    fn = lambda v: ops.max_pool(v, 2, stride)  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(jax.jacfwd(fn)(x)), np.asarray(jax.jacrev(fn)(x)))
+
+
 def test_max_pool_propagates_nan_and_drops_the_gradient_of_cut_off_cells():
     x = jnp.arange(25.0).reshape(1, 5, 5, 1).at[0, 0, 1, 0].set(jnp.nan)
     y = ops.max_pool(x, 2)
