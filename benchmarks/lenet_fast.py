@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import cnnjax.ops
-from cnnjax.ops.im2col import conv_im2col, conv_small_channels, im2col_is_faster
+from cnnjax.ops.im2col import conv_im2col, im2col_is_faster
 
 _ORIGINAL_CONV = cnnjax.ops.conv
 
@@ -33,15 +33,15 @@ def dispatch_conv(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1
     return _ORIGINAL_CONV(x, kernel, bias, **kw)
 
 
-CONV_PROTOTYPES = {"im2col": dispatch_conv, "small": conv_small_channels}
+CONV_PROTOTYPES = {"im2col": dispatch_conv}
 
 
 @contextlib.contextmanager
 def patched_ops(conv=True):
     """Swap ``cnnjax.ops.conv`` (looked up by layers at trace time) for a prototype.
 
-    ``conv``: False (unchanged), True / "im2col" (``dispatch_conv``) or "small" (``conv_small_channels``).
-    (The strided-slice max-pool prototype that lived here is now ``cnnjax.ops.max_pool`` itself.)
+    ``conv``: False (unchanged) or True / "im2col" (``dispatch_conv``). (The small-channel conv and the
+    strided-slice max-pool prototypes that lived here are now part of ``ops.conv`` and ``ops.max_pool``.)
     """
     saved = cnnjax.ops.conv
     try:

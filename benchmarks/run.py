@@ -305,15 +305,11 @@ def bench_train(model_name: str, quick: bool, batch_size: int = 128) -> list[dic
     images, labels = _train_data(model_name, batch_size, k)
     variants = {"cnnjax train_step": dict()}
     if lenet:
-        variants["proto: small-channel conv"] = dict(fast_ops="small")
-        variants["proto: small conv, 4 steps/dispatch"] = dict(fast_ops="small", k_steps=4)
+        variants["proto: 4 steps/dispatch"] = dict(k_steps=4)
         if not quick:
-            variants["proto: small conv, 8 steps/dispatch"] = dict(fast_ops="small", k_steps=8)
+            variants["proto: 8 steps/dispatch"] = dict(k_steps=8)
             variants["proto: im2col conv"] = dict(fast_ops="im2col")
-            variants["proto: small conv, 8 steps/dispatch (lax.scan)"] = dict(fast_ops="small", k_steps=8,
-                                                                                     unroll=False)
-    elif not quick:
-        variants["proto: small-channel conv"] = dict(fast_ops="small")
+            variants["proto: 8 steps/dispatch (lax.scan)"] = dict(k_steps=8, unroll=False)
     contestants, per_call, first = {}, {}, {}
     for name, kw in variants.items():
         try:
@@ -356,8 +352,7 @@ def bench_compile(quick: bool) -> list[dict]:
     rows = []
     for model_name in ("lenet5", "resnet20"):
         images, labels = _train_data(model_name, 128, 8)
-        for name, kw in (("cnnjax train_step", {}), ("proto: small-channel conv", {"fast_ops": "small"}),
-                         ("proto: small conv, 4 steps/dispatch", {"fast_ops": "small", "k_steps": 4})):
+        for name, kw in (("cnnjax train_step", {}), ("proto: 4 steps/dispatch", {"k_steps": 4})):
             if quick and (model_name == "resnet20" or "k_steps" in kw) and kw:
                 continue
             try:

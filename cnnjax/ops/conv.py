@@ -6,12 +6,16 @@ Layout conventions used by every op in :mod:`cnnjax.ops`: inputs are channels-la
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
@@ -184,16 +188,76 @@ def conv(
     """
     a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
                      pad_mode=pad_mode)
-    y = lax.conv_general_dilated(
-        a.x,
-        a.kernel,
-        window_strides=a.strides,
-        padding=a.pads,
-        rhs_dilation=a.dilations,
-        dimension_numbers=DIMENSION_NUMBERS[a.nd],
-        feature_group_count=a.groups,
-        precision=lax.Precision.HIGHEST,
-    )
+    if a.groups == 1 and all(s == 1 for s in a.strides) and a.x.shape[-1] < FEW_INPUT_CHANNELS:
+        y = _conv_few_input_channels(a.x, a.kernel, tuple(a.pads), a.dilations)
+    else:
+        y = _lax_conv(a.x, a.kernel, a.strides, a.pads, a.dilations, a.groups)
     if a.bias is not None:
         y = y + a.bias.astype(y.dtype)
     return y
+
+
+def _lax_conv(x, kernel, strides, pads, dilations, groups=1):
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=strides,
+        padding=pads,
+        rhs_dilation=dilations,
+        dimension_numbers=DIMENSION_NUMBERS[x.ndim - 2],
+        feature_group_count=groups,
+        precision=lax.Precision.HIGHEST,
+    )
+
+
+#: Below this many input channels (one AVX2 vector of float32), a stride-1 dense conv computes its input
+#: gradient as a patch GEMM + scatter-add: XLA:CPU's input-gradient convolution is ~3x slower there
+#: (LeNet-5's second conv, 6 -> 16 channels, 5x5). See ``benchmarks/run.py``.
+FEW_INPUT_CHANNELS = 8
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv_few_input_channels(x, kernel, pads, dilations):
+    """Stride-1 ``conv`` whose input gradient is a patch GEMM + scatter-add (same values as XLA's)."""
+    return _lax_conv(x, kernel, (1,) * (x.ndim - 2), pads, dilations)
+
+
+def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
+    """``dY = conv(X, dF) + conv(dX, F)``, the second term written as a gather of ``dX``'s patches times
+    ``F``: reverse mode transposes it into ``F dY^T`` scattered back to the patches (seed 001's full
+    convolution with the rotated kernel, as col2im)."""
+    (x, kernel), (dx, dkernel) = primals, tangents
+    ones = (1,) * (x.ndim - 2)
+    y = _lax_conv(x, kernel, ones, pads, dilations)
+    terms = []
+    if not isinstance(dkernel, SymbolicZero):
+        terms.append(_lax_conv(x, dkernel, ones, pads, dilations))
+    if not isinstance(dx, SymbolicZero):
+        terms.append(_patch_gather_gemm(dx, kernel, pads, dilations))
+    return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
+
+
+_conv_few_input_channels.defjvp(_conv_few_input_channels_jvp, symbolic_zeros=True)
+
+
+def _patch_gather_gemm(x, kernel, pads, dilations):
+    """Stride-1 conv as ``F^T P`` with the patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]``
+    gathered channels-first by one constant index array (its transpose is one scatter-add)."""
+    nd = x.ndim - 2
+    window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    xc = jnp.moveaxis(x, -1, 0)  # (C_in, N, *spatial)
+    if any(lo or hi for lo, hi in pads):
+        xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))
+    shape = xc.shape[1:]  # (N, *padded spatial)
+    out = [size - d * (k - 1) for size, k, d in zip(shape[1:], window, dilations)]
+    flat_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # element stride of each of (N, *spatial)
+    corners = np.arange(np.prod(shape)).reshape(shape)[(slice(None), *[slice(0, o) for o in out])].ravel()
+    offsets = [
+        sum(u * d * st for u, d, st in zip(taps, dilations, flat_strides[1:]))
+        for taps in itertools.product(*[range(k) for k in window])
+    ]
+    index = jnp.asarray(np.add.outer(offsets, corners).astype(np.int32))  # (taps, N * prod(out))
+    patches = xc.reshape(c_in, -1).at[:, index].get(mode="promise_in_bounds")  # (C_in, taps, N * prod(out))
+    patches = jnp.swapaxes(patches, 0, 1).reshape(-1, index.shape[1])  # rows (u, m), as the kernel's
+    y = jnp.dot(kernel.reshape(-1, c_out).T, patches, precision=lax.Precision.HIGHEST)
+    return jnp.moveaxis(y.reshape(c_out, *shape[:1], *out), 0, -1)

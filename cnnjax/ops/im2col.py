@@ -16,17 +16,13 @@ See ``benchmarks/run.py`` (section ``conv``) for the measured trade-off.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import DIMENSION_NUMBERS, as_tuple, prepare_conv
-from cnnjax.ops.conv import conv as _conv_op
-from cnnjax.ops.padding import pad
+from cnnjax.ops.conv import as_tuple, prepare_conv
 
 
 def extract_conv_patches(x, window, *, stride=1, dilation=1, pads=None):
@@ -110,133 +106,3 @@ def im2col_is_faster(x_shape, kernel_shape, groups: int = 1) -> bool:
     del x_shape
     taps = math.prod(kernel_shape[:-2])
     return groups == 1 and taps * kernel_shape[-2] <= 256
-
-
-# ------------------------------------------------------------------ small-channel conv with a custom VJP
-
-
-def _lax_conv_valid(x, kernel, strides, dilations):
-    nd = x.ndim - 2
-    return lax.conv_general_dilated(x, kernel, strides, [(0, 0)] * nd, rhs_dilation=dilations,
-                                    dimension_numbers=DIMENSION_NUMBERS[nd], precision=lax.Precision.HIGHEST)
-
-
-def _shift_add_valid(x, kernel, strides, dilations):
-    """``sum_{u, m} slice_u(x)[..., m, None] * kernel[u, m, :]``: one fused elementwise loop, no GEMM."""
-    nd = x.ndim - 2
-    window, c_in = kernel.shape[:nd], kernel.shape[-2]
-    patches = extract_conv_patches(x, window, stride=strides, dilation=dilations)  # fused away by XLA
-    flat = kernel.reshape(-1, c_in, kernel.shape[-1])
-    y = None
-    for t in range(flat.shape[0]):
-        for m in range(c_in):
-            term = patches[..., t, m, None] * flat[t, m]
-            y = term if y is None else y + term
-    return y
-
-
-def _im2col_valid(x, kernel, strides, dilations):
-    nd = x.ndim - 2
-    patches = extract_conv_patches(x, kernel.shape[:nd], stride=strides, dilation=dilations)
-    rows = patches.shape[:-2]
-    y = jnp.dot(patches.reshape(-1, patches.shape[-2] * patches.shape[-1]),
-                kernel.reshape(-1, kernel.shape[-1]))
-    return y.reshape(*rows, kernel.shape[-1])
-
-
-# Off (0): the shift-and-add forward is ~15x faster than XLA's conv for LeNet's first layer alone, but made
-# the whole LeNet step 0.86x as fast (XLA materialises the 25 shifted slices once ReLU / pooling follow).
-SHIFT_ADD_MAX_TAPS_X_CIN = 0
-IM2COL_DX_MAX_TAPS_X_CIN = 256
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_small_valid(x, kernel, strides, dilations):
-    return _small_forward(x, kernel, strides, dilations)
-
-
-def _small_forward(x, kernel, strides, dilations):
-    nd = x.ndim - 2
-    if math.prod(kernel.shape[:nd]) * kernel.shape[-2] <= SHIFT_ADD_MAX_TAPS_X_CIN:
-        return _shift_add_valid(x, kernel, strides, dilations)
-    return _lax_conv_valid(x, kernel, strides, dilations)
-
-
-def _conv_small_fwd(x, kernel, strides, dilations):
-    return _small_forward(x, kernel, strides, dilations), (x, kernel)
-
-
-def _dkernel_patch_dot(x, dy, window, dilations):
-    """``dF[u, m, k] = sum_{n, p} X[n, p + u D, m] dY[n, p, k]`` as one GEMM ``P^T dY`` (stride 1).
-
-    The patch matrix is laid out ``(taps * C_in, N * positions)`` (contiguous rows), which XLA:CPU's GEMM
-    handles ~2x faster than its backward-filter convolution when ``C_in = 1``.
-    """
-    patches = extract_conv_patches(x, window, dilation=dilations)  # (N, *out, taps, C_in)
-    c_in, c_out = x.shape[-1], dy.shape[-1]
-    p = jnp.moveaxis(patches, (-2, -1), (0, 1)).reshape(math.prod(window) * c_in, -1)
-    return jnp.dot(p, dy.reshape(-1, c_out)).reshape(*window, c_in, c_out)
-
-
-def _dx_col2im_channels_first(dy, kernel, x_shape, dilations):
-    """``dX`` (stride 1) as col2im of ``dP = F dY^T`` laid out channels-first: ``(taps, C_in, N, *out)``.
-
-    Seed 001: the gradient w.r.t. the input is the full convolution of ``dY`` with the rotated kernel;
-    here each tap's block of ``dP`` is added into ``dX`` at its offset ``u D`` (contiguous slices).
-    """
-    nd = dy.ndim - 2
-    window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
-    n, out = dy.shape[0], dy.shape[1:-1]
-    dp = jnp.dot(kernel.reshape(-1, c_out), jnp.moveaxis(dy, -1, 0).reshape(c_out, -1))
-    dp = dp.reshape(-1, c_in, n, *out)
-    acc = jnp.zeros((c_in, n, *x_shape[1:-1]), dy.dtype)
-    for t, offsets in enumerate(itertools.product(*[range(k) for k in window])):
-        index = (slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(offsets, dilations, out)])
-        acc = acc.at[index].add(dp[t])
-    return jnp.moveaxis(acc, 0, -1)
-
-
-def _conv_small_bwd(strides, dilations, res, dy):
-    x, kernel = res
-    nd = x.ndim - 2
-    window = kernel.shape[:nd]
-    row = math.prod(window) * kernel.shape[-2]
-    unit_stride = all(s == 1 for s in strides)
-    # dF: XLA's backward-filter convolution. (``_dkernel_patch_dot`` is 2x faster alone for C_in = 1 but
-    # made the whole LeNet step slower in benchmarks/run.py's measurements, so it is not used here.)
-    d_kernel = jax.vjp(lambda k: _lax_conv_valid(x, k, strides, dilations), kernel)[1](dy)[0]
-    # dX (seed 001: full convolution of dY with the rotated kernel) as col2im when the patch row is short.
-    if row <= IM2COL_DX_MAX_TAPS_X_CIN and unit_stride:
-        d_x = _dx_col2im_channels_first(dy, kernel, x.shape, dilations)
-    elif row <= IM2COL_DX_MAX_TAPS_X_CIN:
-        d_x = jax.vjp(lambda v: _im2col_valid(v, kernel, strides, dilations), x)[1](dy)[0]
-    else:
-        d_x = jax.vjp(lambda v: _lax_conv_valid(v, kernel, strides, dilations), x)[1](dy)[0]
-    return d_x, d_kernel
-
-
-_conv_small_valid.defvjp(_conv_small_fwd, _conv_small_bwd)
-
-
-def conv_small_channels(x, kernel, bias=None, *, stride=1, padding="VALID", dilation=1, groups: int = 1,
-                        pad_mode: str = "constant"):
-    """``ops.conv`` (same semantics and checks) tuned for XLA:CPU and few channels, with a custom VJP.
-
-    Forward: XLA's convolution (a shift-and-add ``Y = sum_{u, m} X[p*S + u*D, m] F[u, m, :] + b`` for
-    ``prod(k) * C_in <= SHIFT_ADD_MAX_TAPS_X_CIN``, off by default: faster alone, slower inside a step).
-    Backward: ``dF`` by XLA's backward-filter convolution; ``dX`` (the full convolution of ``dY`` with the
-    rotated kernel, seed 001) as col2im of ``F dY^T`` laid out channels-first when ``prod(k) * C_in <= 256``, else XLA's. ``groups > 1`` falls back to
-    :func:`cnnjax.ops.conv`.
-    """
-    if groups != 1:
-        return _conv_op(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                        pad_mode=pad_mode)
-    a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                     pad_mode=pad_mode)
-    x, kernel, bias = a.x, a.kernel, a.bias
-    if any(lo or hi for lo, hi in a.pads):
-        x = pad(x, a.pads)
-    y = _conv_small_valid(x, kernel, a.strides, a.dilations)
-    if bias is not None:
-        y = y + bias.astype(y.dtype)
-    return y

@@ -4,11 +4,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnjax import ops
-from tests.ops.oracle import examples, jit_call, numpy_conv_loops, torch_conv
+from cnnjax.ops.conv import FEW_INPUT_CHANNELS
+from tests.ops.oracle import (
+    _CONV,
+    examples,
+    from_torch_x,
+    jit_call,
+    numpy_conv_loops,
+    to_torch_kernel,
+    to_torch_x,
+    torch_conv,
+    torch_pad,
+)
 
 
 def SETTINGS(n):
@@ -116,6 +128,54 @@ def test_conv_matches_torch_float32(case):
 def test_conv_matches_torch_float64(case):
     with jax.enable_x64(True):
         _check_conv(case, np.float64, 1e-10)
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, kwargs, few_channel_path",
+    [
+        ((2, 28, 28, 1), (5, 5, 1, 6), dict(padding=2), True),  # LeNet-5 conv1
+        ((3, 14, 14, 6), (5, 5, 6, 16), {}, True),  # LeNet-5 conv2: dX as a patch GEMM + scatter-add
+        ((2, 9, 9, 3), (3, 3, 3, 4), dict(dilation=2, padding=(1, 2)), True),
+        ((2, 7, 6, 2), (3, 3, 2, 3), dict(padding=1, pad_mode="reflect"), True),
+        ((2, 17, 2), (3, 2, 4), dict(padding=2), True),  # 1-D
+        ((1, 5, 6, 4, 3), (2, 3, 2, 3, 2), dict(padding=1), True),  # 3-D
+        ((2, 9, 9, 3), (3, 3, 3, 4), dict(stride=2, padding=1), False),  # strided: XLA's gradient
+        ((2, 8, 8, 8), (3, 3, 8, 4), dict(padding=1), False),  # 8 input channels: XLA's gradient
+        ((2, 8, 8, 4), (3, 3, 2, 6), dict(groups=2, padding=1), False),
+    ],
+)
+def test_conv_gradients_match_torch_autograd(x_shape, k_shape, kwargs, few_channel_path):
+    """dX, dF, db of ``sum(conv(x, F, b) * G)`` against torch.autograd, on both backward formulations."""
+    rng = np.random.default_rng(0)
+    x, k, b = rng.normal(size=x_shape), rng.normal(size=k_shape), rng.normal(size=k_shape[-1])
+    nd = len(x_shape) - 2
+    stride, dilation = kwargs.get("stride", 1), kwargs.get("dilation", 1)
+    padding, groups, pad_mode = kwargs.get("padding", 0), kwargs.get("groups", 1), kwargs.get("pad_mode", "constant")
+    assert few_channel_path == (groups == 1 and stride == 1 and x_shape[-1] < FEW_INPUT_CHANNELS)
+    with jax.enable_x64(True):
+        y = ops.conv(x, k, b, **kwargs)
+        g = rng.normal(size=y.shape)
+        got = jax.jit(jax.grad(lambda *a: jnp.sum(ops.conv(*a, **kwargs) * g), argnums=(0, 1, 2)))(x, k, b)
+    pads = [(p, p) for p in (padding if isinstance(padding, tuple) else (padding,) * nd)]  # one int per axis
+    xt, kt, bt = to_torch_x(x).requires_grad_(), to_torch_kernel(k).requires_grad_(), torch.from_numpy(b)
+    bt.requires_grad_()
+    yt = _CONV[nd](torch_pad(xt, pads, pad_mode), kt, bt, stride=stride, dilation=dilation, groups=groups)
+    (yt * to_torch_x(g)).sum().backward()
+    np.testing.assert_allclose(np.asarray(got[0]), from_torch_x(xt.grad), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(got[1]), np.moveaxis(kt.grad.numpy(), (0, 1), (-1, -2)), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(np.asarray(got[2]), bt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_conv_forward_mode_agrees_with_reverse_mode():
+    """The few-input-channel path defines a JVP, so jacfwd works and equals jacrev."""
+    rng = np.random.default_rng(1)
+    x, k = jnp.asarray(rng.normal(size=(1, 5, 5, 2)), jnp.float32), jnp.asarray(rng.normal(size=(3, 3, 2, 2)),
+                                                                                jnp.float32)
+    for argnum in (0, 1):
+        fwd = jax.jacfwd(lambda *a: ops.conv(*a, padding=1), argnums=argnum)(x, k)
+        rev = jax.jacrev(lambda *a: ops.conv(*a, padding=1), argnums=argnum)(x, k)
+        np.testing.assert_allclose(np.asarray(fwd), np.asarray(rev), rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=examples(10), deadline=None)

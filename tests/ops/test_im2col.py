@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnjax import ops
-from cnnjax.ops.im2col import conv_im2col, conv_small_channels, extract_conv_patches, im2col_is_faster
+from cnnjax.ops.im2col import conv_im2col, extract_conv_patches, im2col_is_faster
 
 
 def _rand(shape, seed):
@@ -126,55 +126,3 @@ def test_dispatch_heuristic():
     assert im2col_is_faster((128, 28, 28, 1), (5, 5, 1, 6))
     assert im2col_is_faster((128, 14, 14, 6), (5, 5, 6, 16))
     assert not im2col_is_faster((128, 14, 14, 6), (5, 5, 1, 6), groups=6)
-
-
-@pytest.mark.parametrize(
-    "x_shape,k_shape,kwargs",
-    [((2, 28, 28, 1), (5, 5, 1, 6), dict(padding="SAME")),  # LeNet c1
-     ((3, 14, 14, 6), (5, 5, 6, 16), {}),  # LeNet c2: XLA forward, channels-first col2im dX
-     ((2, 9, 9, 3), (3, 3, 3, 4), dict(stride=2, dilation=2, padding=1)),  # strided: im2col dX
-     ((2, 9, 9, 1), (3, 3, 1, 4), dict(dilation=2, padding=(1, 2))),
-     ((2, 8, 8, 20), (3, 3, 20, 4), dict(padding="SAME")),  # long patch row: XLA dX
-     ((2, 8, 8, 4), (3, 3, 2, 6), dict(groups=2, padding="SAME")),  # groups: ops.conv fallback
-     ((2, 7, 6, 2), (3, 3, 2, 3), dict(padding="SAME", pad_mode="reflect")),
-     ((2, 17, 2), (3, 2, 4), dict(padding="FULL"))],
-)
-def test_small_channels_values_and_gradients(x_shape, k_shape, kwargs):
-    """conv_small_channels: same values as ops.conv, and its custom VJP gives the same gradients."""
-    x, k, b = _rand(x_shape, 0), _rand(k_shape, 1), _rand((k_shape[-1],), 2)
-    want = ops.conv(x, k, b, **kwargs)
-    np.testing.assert_allclose(conv_small_channels(x, k, b, **kwargs), want, rtol=1e-4, atol=1e-4)
-    cot = _rand(want.shape, 3)
-
-    def loss(fn):
-        return lambda x, k, b: jnp.sum(fn(x, k, b, **kwargs) * cot)
-
-    got = jax.jit(jax.grad(loss(conv_small_channels), argnums=(0, 1, 2)))(x, k, b)
-    ref = jax.grad(loss(ops.conv), argnums=(0, 1, 2))(x, k, b)
-    for g, r in zip(got, ref):
-        np.testing.assert_allclose(g, r, rtol=1e-4, atol=2e-4)
-
-
-def test_small_channels_rejects_like_conv():
-    with pytest.raises(ValueError, match="bias.shape"):
-        conv_small_channels(np.zeros((1, 8, 8, 1), np.float32), np.zeros((3, 3, 1, 2), np.float32),
-                            np.zeros(3, np.float32))
-    with pytest.raises(ValueError, match="larger than the padded input"):
-        conv_small_channels(np.zeros((1, 2, 2, 1), np.float32), np.zeros((3, 3, 1, 2), np.float32))
-
-
-def test_shift_add_forward_path(monkeypatch):
-    """The (off by default) shift-and-add forward gives the same values and gradients."""
-    import cnnjax.ops.im2col as im2col
-
-    monkeypatch.setattr(im2col, "SHIFT_ADD_MAX_TAPS_X_CIN", 25)
-    x, k, b = _rand((2, 12, 12, 1), 0), _rand((5, 5, 1, 6), 1), _rand((6,), 2)
-    np.testing.assert_allclose(im2col.conv_small_channels(x, k, b, padding="SAME"),
-                               ops.conv(x, k, b, padding="SAME"), rtol=1e-4, atol=1e-4)
-    got = jax.grad(lambda k: jnp.sum(jnp.sin(im2col.conv_small_channels(x, k, b, padding=2))))(k)
-    want = jax.grad(lambda k: jnp.sum(jnp.sin(ops.conv(x, k, b, padding=2))))(k)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
-    np.testing.assert_allclose(im2col._dkernel_patch_dot(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))),
-                                                          _rand((2, 12, 12, 6), 3), (5, 5), (1, 1)),
-                               jax.vjp(lambda k: ops.conv(x, k, padding=2), k)[1](_rand((2, 12, 12, 6), 3))[0],
-                               rtol=1e-4, atol=1e-3)
