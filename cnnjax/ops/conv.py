@@ -188,7 +188,7 @@ def conv(
     """
     a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
                      pad_mode=pad_mode)
-    if a.groups == 1 and all(s == 1 for s in a.strides) and a.x.shape[-1] < FEW_INPUT_CHANNELS:
+    if _few_input_channels(a):
         y = _conv_few_input_channels(a.x, a.kernel, tuple(a.pads), a.dilations)
     else:
         y = _lax_conv(a.x, a.kernel, a.strides, a.pads, a.dilations, a.groups)
@@ -214,6 +214,16 @@ def _lax_conv(x, kernel, strides, pads, dilations, groups=1):
 #: gradient as a patch GEMM + scatter-add: XLA:CPU's input-gradient convolution is ~3x slower there
 #: (LeNet-5's second conv, 6 -> 16 channels, 5x5). See ``benchmarks/run.py``.
 FEW_INPUT_CHANNELS = 8
+#: ... as long as the constant index array of that gather (taps x N x output positions) stays small.
+MAX_GATHER_INDEX = 1 << 22
+
+
+def _few_input_channels(a: ConvArgs) -> bool:
+    if a.groups != 1 or any(s != 1 for s in a.strides) or a.x.shape[-1] >= FEW_INPUT_CHANNELS:
+        return False
+    window = a.kernel.shape[: a.nd]
+    out = [size + lo + hi - d * (k - 1) for size, (lo, hi), k, d in zip(a.x.shape[1:-1], a.pads, window, a.dilations)]
+    return int(np.prod(window)) * a.x.shape[0] * int(np.prod(out)) <= MAX_GATHER_INDEX
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))

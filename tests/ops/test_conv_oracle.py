@@ -167,6 +167,22 @@ def test_conv_gradients_match_torch_autograd(x_shape, k_shape, kwargs, few_chann
     np.testing.assert_allclose(np.asarray(got[2]), bt.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
+def test_conv_gradient_path_choice():
+    """Few input channels, stride 1 and a small gather index: the patch-GEMM input gradient (its transpose
+    is a scatter-add); otherwise XLA's own input-gradient convolution."""
+
+    def uses_scatter(x_shape, k_shape, **kwargs):
+        x, k = jnp.zeros(x_shape), jnp.zeros(k_shape)
+        jaxpr = jax.make_jaxpr(jax.grad(lambda v: jnp.sum(ops.conv(v, k, **kwargs))))(x)
+        return "scatter-add" in str(jaxpr)
+
+    assert uses_scatter((2, 14, 14, 6), (5, 5, 6, 16))
+    assert not uses_scatter((2, 14, 14, 8), (5, 5, 8, 16))
+    assert not uses_scatter((2, 14, 14, 6), (5, 5, 6, 16), stride=2)
+    assert not uses_scatter((2, 14, 14, 6), (3, 3, 3, 16), groups=2)
+    assert not uses_scatter((64, 224, 224, 3), (3, 3, 3, 64), padding=1)  # index: 9 x 64 x 224^2 > 2^22
+
+
 def test_conv_forward_mode_agrees_with_reverse_mode():
     """The few-input-channel path defines a JVP, so jacfwd works and equals jacrev."""
     rng = np.random.default_rng(1)
