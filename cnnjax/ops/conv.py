@@ -212,9 +212,11 @@ def _lax_conv(x, kernel, strides, pads, dilations, groups=1):
 
 #: Below this many input channels (one AVX2 vector of float32), a stride-1 dense conv computes its input
 #: gradient as a patch GEMM + scatter-add: XLA:CPU's input-gradient convolution is ~3x slower there
-#: (LeNet-5's second conv, 6 -> 16 channels, 5x5). See ``benchmarks/run.py``.
+#: (LeNet-5's second conv, 6 -> 16 channels, 5x5); with one input channel the forward and the kernel
+#: gradient are patch GEMMs too (XLA's direct convolution of LeNet-5's first layer took half the train
+#: step). See ``benchmarks/run.py``.
 FEW_INPUT_CHANNELS = 8
-#: ... as long as the constant index array of that gather (taps x N x output positions) stays small.
+#: ... as long as the patch matrix / gather index (taps x N x output positions) stays small.
 MAX_GATHER_INDEX = 1 << 22
 
 
@@ -226,33 +228,42 @@ def _few_input_channels(a: ConvArgs) -> bool:
     return int(np.prod(window)) * a.x.shape[0] * int(np.prod(out)) <= MAX_GATHER_INDEX
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _conv_few_input_channels(x, kernel, pads, dilations):
-    """Stride-1 ``conv`` whose input gradient is a patch GEMM + scatter-add (same values as XLA's)."""
+def _forward(x, kernel, pads, dilations):
+    """One input channel: ``F^T P`` with the patches sliced; otherwise XLA's convolution."""
+    if x.shape[-1] == 1:
+        return _patch_gemm(x, kernel, pads, dilations, gather=False)
     return _lax_conv(x, kernel, (1,) * (x.ndim - 2), pads, dilations)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _conv_few_input_channels(x, kernel, pads, dilations):
+    """Stride-1 ``conv`` for few input channels, formulated for XLA:CPU (same values as XLA's conv)."""
+    return _forward(x, kernel, pads, dilations)
+
+
 def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
-    """``dY = conv(X, dF) + conv(dX, F)``, the second term written as a gather of ``dX``'s patches times
-    ``F``: reverse mode transposes it into ``F dY^T`` scattered back to the patches (seed 001's full
-    convolution with the rotated kernel, as col2im)."""
+    """``dY = conv(X, dF) + conv(dX, F)``. The second term is a gather of ``dX``'s patches times ``F``:
+    reverse mode transposes it into ``F dY^T`` scattered back to the patches (seed 001's full convolution
+    with the rotated kernel, as col2im). The first is the forward's formulation with ``dF``; transposed,
+    ``dF = P dY^T`` (seed 001's correlation of the input with the output gradient)."""
     (x, kernel), (dx, dkernel) = primals, tangents
-    ones = (1,) * (x.ndim - 2)
-    y = _lax_conv(x, kernel, ones, pads, dilations)
+    y = _forward(x, kernel, pads, dilations)
     terms = []
     if not isinstance(dkernel, SymbolicZero):
-        terms.append(_lax_conv(x, dkernel, ones, pads, dilations))
+        terms.append(_forward(x, dkernel, pads, dilations))
     if not isinstance(dx, SymbolicZero):
-        terms.append(_patch_gather_gemm(dx, kernel, pads, dilations))
+        terms.append(_patch_gemm(dx, kernel, pads, dilations, gather=True))
     return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
 
 
 _conv_few_input_channels.defjvp(_conv_few_input_channels_jvp, symbolic_zeros=True)
 
 
-def _patch_gather_gemm(x, kernel, pads, dilations):
-    """Stride-1 conv as ``F^T P`` with the patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]``
-    gathered channels-first by one constant index array (its transpose is one scatter-add)."""
+def _patch_gemm(x, kernel, pads, dilations, gather: bool):
+    """Stride-1 conv as ``F^T P``, the patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]`` built
+    channels-first, by ``prod(k)`` slices (fused by XLA into one loop) or, with ``gather=True``, by one
+    gather with a constant index array, whose transpose is one scatter-add (the slices' transpose is a sum
+    of padded copies that XLA fuses into, and recomputes in, whatever consumes it)."""
     nd = x.ndim - 2
     window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
     xc = jnp.moveaxis(x, -1, 0)  # (C_in, N, *spatial)
@@ -260,14 +271,19 @@ def _patch_gather_gemm(x, kernel, pads, dilations):
         xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))
     shape = xc.shape[1:]  # (N, *padded spatial)
     out = [size - d * (k - 1) for size, k, d in zip(shape[1:], window, dilations)]
-    flat_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # element stride of each of (N, *spatial)
-    corners = np.arange(np.prod(shape)).reshape(shape)[(slice(None), *[slice(0, o) for o in out])].ravel()
-    offsets = [
-        sum(u * d * st for u, d, st in zip(taps, dilations, flat_strides[1:]))
-        for taps in itertools.product(*[range(k) for k in window])
-    ]
-    index = jnp.asarray(np.add.outer(offsets, corners).astype(np.int32))  # (taps, N * prod(out))
-    patches = xc.reshape(c_in, -1).at[:, index].get(mode="promise_in_bounds")  # (C_in, taps, N * prod(out))
-    patches = jnp.swapaxes(patches, 0, 1).reshape(-1, index.shape[1])  # rows (u, m), as the kernel's
+    all_taps = list(itertools.product(*[range(k) for k in window]))
+    if gather:
+        flat_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # element stride of each of (N, *spatial)
+        corners = np.arange(np.prod(shape)).reshape(shape)[(slice(None), *[slice(0, o) for o in out])].ravel()
+        offsets = [sum(u * d * st for u, d, st in zip(taps, dilations, flat_strides[1:])) for taps in all_taps]
+        index = jnp.asarray(np.add.outer(offsets, corners).astype(np.int32))  # (taps, N * prod(out))
+        patches = xc.reshape(c_in, -1).at[:, index].get(mode="promise_in_bounds")  # (C_in, taps, N*prod(out))
+        patches = jnp.swapaxes(patches, 0, 1)
+    else:
+        patches = jnp.stack([
+            xc[(slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(taps, dilations, out)])]
+            for taps in all_taps
+        ])  # (taps, C_in, N, *out)
+    patches = patches.reshape(len(all_taps) * c_in, -1)  # rows (u, m), as the kernel's
     y = jnp.dot(kernel.reshape(-1, c_out).T, patches, precision=lax.Precision.HIGHEST)
     return jnp.moveaxis(y.reshape(c_out, *shape[:1], *out), 0, -1)
