@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from cnnjax.ops.arithmetic import output_size
 from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
 DIMENSION_NUMBERS = {
@@ -112,7 +113,7 @@ class ConvArgs(NamedTuple):
     nd: int
     strides: tuple[int, ...]
     dilations: tuple[int, ...]
-    pads: list[tuple[int, int]]  # zero padding still to apply (all (0, 0) after a non-constant pad)
+    pads: tuple[tuple[int, int], ...]  # zero padding still to apply (all (0, 0) after a non-constant pad)
     groups: int
 
 
@@ -144,7 +145,7 @@ def prepare_conv(x, kernel, bias, *, stride, padding, dilation, groups, pad_mode
         x = pad(x, pads, mode=pad_mode)
         pads = [(0, 0)] * nd
     kernel = kernel.astype(x.dtype) if x.dtype != kernel.dtype else kernel
-    return ConvArgs(x, kernel, bias, nd, strides, dilations, [tuple(p) for p in pads], groups)
+    return ConvArgs(x, kernel, bias, nd, strides, dilations, tuple(tuple(p) for p in pads), groups)
 
 
 def conv(
@@ -189,7 +190,7 @@ def conv(
     a = prepare_conv(x, kernel, bias, stride=stride, padding=padding, dilation=dilation, groups=groups,
                      pad_mode=pad_mode)
     if _few_input_channels(a):
-        y = _conv_few_input_channels(a.x, a.kernel, tuple(a.pads), a.dilations)
+        y = _conv_few_input_channels(a.x, a.kernel, a.pads, a.dilations)
     else:
         y = _lax_conv(a.x, a.kernel, a.strides, a.pads, a.dilations, a.groups)
     if a.bias is not None:
@@ -224,7 +225,7 @@ def _few_input_channels(a: ConvArgs) -> bool:
     if a.groups != 1 or any(s != 1 for s in a.strides) or a.x.shape[-1] >= FEW_INPUT_CHANNELS:
         return False
     window = a.kernel.shape[: a.nd]
-    out = [size + lo + hi - d * (k - 1) for size, (lo, hi), k, d in zip(a.x.shape[1:-1], a.pads, window, a.dilations)]
+    out = [output_size(size, k, 1, p, d) for size, k, p, d in zip(a.x.shape[1:-1], window, a.pads, a.dilations)]
     return int(np.prod(window)) * a.x.shape[0] * int(np.prod(out)) <= MAX_GATHER_INDEX
 
 
@@ -270,7 +271,7 @@ def _patch_gemm(x, kernel, pads, dilations, gather: bool):
     if any(lo or hi for lo, hi in pads):
         xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))
     shape = xc.shape[1:]  # (N, *padded spatial)
-    out = [size - d * (k - 1) for size, k, d in zip(shape[1:], window, dilations)]
+    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(shape[1:], window, dilations)]
     all_taps = list(itertools.product(*[range(k) for k in window]))
     if gather:
         flat_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # element stride of each of (N, *spatial)
