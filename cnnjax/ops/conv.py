@@ -232,7 +232,7 @@ def _few_input_channels(a: ConvArgs) -> bool:
 def _forward(x, kernel, pads, dilations):
     """One input channel: ``F^T P`` with the patches sliced; otherwise XLA's convolution."""
     if x.shape[-1] == 1:
-        return _patch_gemm(x, kernel, pads, dilations, gather=False)
+        return _sliced_patch_gemm(x, kernel, pads, dilations)
     return _lax_conv(x, kernel, (1,) * (x.ndim - 2), pads, dilations)
 
 
@@ -244,7 +244,7 @@ def _conv_few_input_channels(x, kernel, pads, dilations):
 
 def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
     """``dY = conv(X, dF) + conv(dX, F)``. The second term is a gather of ``dX``'s patches times ``F``:
-    reverse mode transposes it into ``F dY^T`` scattered back to the patches (seed 001's full convolution
+    reverse mode transposes it into ``dY F^T`` scattered back to the pixels (seed 001's full convolution
     with the rotated kernel, as col2im). The first is the forward's formulation with ``dF``; transposed,
     ``dF = P dY^T`` (seed 001's correlation of the input with the output gradient)."""
     (x, kernel), (dx, dkernel) = primals, tangents
@@ -253,38 +253,51 @@ def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
     if not isinstance(dkernel, SymbolicZero):
         terms.append(_forward(x, dkernel, pads, dilations))
     if not isinstance(dx, SymbolicZero):
-        terms.append(_patch_gemm(dx, kernel, pads, dilations, gather=True))
+        terms.append(_gathered_patch_gemm(dx, kernel, pads, dilations))
     return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
 
 
 _conv_few_input_channels.defjvp(_conv_few_input_channels_jvp, symbolic_zeros=True)
 
 
-def _patch_gemm(x, kernel, pads, dilations, gather: bool):
+def _taps(window):
+    return list(itertools.product(*[range(k) for k in window]))
+
+
+def _sliced_patch_gemm(x, kernel, pads, dilations):
     """Stride-1 conv as ``F^T P``, the patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]`` built
-    channels-first, by ``prod(k)`` slices (fused by XLA into one loop) or, with ``gather=True``, by one
-    gather with a constant index array, whose transpose is one scatter-add (the slices' transpose is a sum
-    of padded copies that XLA fuses into, and recomputes in, whatever consumes it)."""
+    channels-first by ``prod(k)`` slices (XLA fuses them into one loop); for one input channel, where the
+    channels-first transposes are free. Its transpose in ``F`` is the kernel gradient ``P dY``."""
     nd = x.ndim - 2
     window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
     xc = jnp.moveaxis(x, -1, 0)  # (C_in, N, *spatial)
     if any(lo or hi for lo, hi in pads):
         xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))
-    shape = xc.shape[1:]  # (N, *padded spatial)
+    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(xc.shape[2:], window, dilations)]
+    patches = jnp.stack([
+        xc[(slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(taps, dilations, out)])]
+        for taps in _taps(window)
+    ])  # (taps, C_in, N, *out): rows (u, m), as the kernel's
+    y = jnp.dot(kernel.reshape(-1, c_out).T, patches.reshape(-1, patches[0, 0].size),
+                precision=lax.Precision.HIGHEST)
+    return jnp.moveaxis(y.reshape(c_out, x.shape[0], *out), 0, -1)
+
+
+def _gathered_patch_gemm(x, kernel, pads, dilations):
+    """Stride-1 conv as ``P F``, the patch matrix ``P[(n, p), (u, m)] = X_pad[n, p + u D, m]`` gathered
+    channels-last (whole pixels, rows of ``C_in``) with one constant index array. Its transpose in ``X`` is
+    ``dY F^T`` followed by one scatter-add of those rows (col2im): the input gradient, channels-last like
+    everything around it."""
+    nd = x.ndim - 2
+    window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    if any(lo or hi for lo, hi in pads):
+        x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    shape = x.shape[:-1]  # (N, *padded spatial)
     out = [output_size(size, k, 1, 0, d) for size, k, d in zip(shape[1:], window, dilations)]
-    all_taps = list(itertools.product(*[range(k) for k in window]))
-    if gather:
-        flat_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # element stride of each of (N, *spatial)
-        corners = np.arange(np.prod(shape)).reshape(shape)[(slice(None), *[slice(0, o) for o in out])].ravel()
-        offsets = [sum(u * d * st for u, d, st in zip(taps, dilations, flat_strides[1:])) for taps in all_taps]
-        index = jnp.asarray(np.add.outer(offsets, corners).astype(np.int32))  # (taps, N * prod(out))
-        patches = xc.reshape(c_in, -1).at[:, index].get(mode="promise_in_bounds")  # (C_in, taps, N*prod(out))
-        patches = jnp.swapaxes(patches, 0, 1)
-    else:
-        patches = jnp.stack([
-            xc[(slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(taps, dilations, out)])]
-            for taps in all_taps
-        ])  # (taps, C_in, N, *out)
-    patches = patches.reshape(len(all_taps) * c_in, -1)  # rows (u, m), as the kernel's
-    y = jnp.dot(kernel.reshape(-1, c_out).T, patches, precision=lax.Precision.HIGHEST)
-    return jnp.moveaxis(y.reshape(c_out, *shape[:1], *out), 0, -1)
+    pixel_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # pixels between neighbours along (N, *spatial)
+    corners = np.arange(np.prod(shape)).reshape(shape)[(slice(None), *[slice(0, o) for o in out])].ravel()
+    offsets = [sum(u * d * st for u, d, st in zip(taps, dilations, pixel_strides[1:])) for taps in _taps(window)]
+    index = jnp.asarray(np.add.outer(corners, offsets).astype(np.int32).ravel())  # (N * prod(out) * taps,)
+    patches = x.reshape(-1, c_in).at[index].get(mode="promise_in_bounds")  # rows ((n, p), u), C_in wide
+    y = jnp.dot(patches.reshape(corners.size, -1), kernel.reshape(-1, c_out), precision=lax.Precision.HIGHEST)
+    return y.reshape(shape[0], *out, c_out)

@@ -57,7 +57,7 @@ def max_pool(x, window=2, stride=None, padding="VALID"):
     """Max pooling (seeds 000/001/003): ``y[n, p, c] = max_{u in window} x[n, p S + u, c]``.
 
     Padded cells are ``-inf``, so they never win. The gradient flows only to the arg-max of each window
-    (the first in row-major order when several cells tie, as in PyTorch). Windows that tile the input
+    (the first in row-major order when several cells tie, as in PyTorch; a NaN wins its window). Windows that tile the input
     (stride = window, no padding) are computed without ``reduce_window``, which is much faster on XLA:CPU.
 
     Args:
@@ -100,17 +100,17 @@ def _max_of_cells(x, window):
 
 @_max_of_cells.defjvp
 def _max_of_cells_jvp(window, primals, tangents):
-    """``dy = dx`` at the first cell equal to the maximum (or NaN, which max propagates). A JVP rather
-    than a VJP keeps forward mode (``jax.jvp``, ``jax.jacfwd``); reverse mode transposes it into selects."""
+    """``dy = dx`` at the first cell equal to the maximum (or the first NaN, which max propagates): the
+    winning cell's index comes from one ``argmax`` (a reduction, which XLA keeps as its own small array
+    rather than recomputing it in every consumer). A JVP rather than a VJP keeps forward mode
+    (``jax.jvp``, ``jax.jacfwd``); reverse mode transposes it into one select per cell."""
     (x,), (dx,) = primals, tangents
     cells = _window_cells(x, window)
     y = functools.reduce(jnp.maximum, cells)
-    taken = jnp.zeros(y.shape, bool)
-    dy = jnp.zeros_like(y)
-    for cell, d_cell in zip(cells, _window_cells(dx, window)):
-        wins = ~taken & ((cell == y) | jnp.isnan(cell))
-        dy = jnp.where(wins, d_cell, dy)
-        taken = taken | wins
+    index_type = jnp.int8 if len(cells) <= 127 else jnp.int32
+    winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1).astype(index_type)  # first max; NaN counts as max
+    d_cells = _window_cells(dx, window)
+    dy = functools.reduce(jnp.add, [jnp.where(winner == k, d, jnp.zeros_like(d)) for k, d in enumerate(d_cells)])
     return y, dy
 
 

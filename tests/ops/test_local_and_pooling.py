@@ -163,6 +163,7 @@ def test_pooling_matches_torch(case, kind):
         ((2, 9, 7, 3), (2, 3), (2, 3), (0, 0)),  # tiles after dropping the last row (VALID)
         ((2, 9, 2), (3,), (3,), (0,)),  # 1-D
         ((1, 4, 6, 4, 2), (2, 2, 2), (2, 2, 2), (0, 0, 0)),  # 3-D
+        ((1, 24, 12, 2), (12, 12), (12, 12), (0, 0)),  # 144 cells: the winner index does not fit int8
         ((2, 7, 7, 3), (3, 3), (2, 2), (1, 1)),  # overlapping windows: reduce_window
     ],
 )
@@ -178,6 +179,21 @@ def test_max_pool_gradient_goes_to_the_first_argmax_like_torch(shape, window, st
     xt = to_torch_x(x).requires_grad_(True)
     fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(window)]
     (fn(xt, window, stride, padding) * to_torch_x(dy)).sum().backward()
+    np.testing.assert_array_equal(np.asarray(got), from_torch_x(xt.grad))
+
+
+def test_max_pool_gradient_goes_to_a_nan_like_torch():
+    """A window with a NaN (max propagates it) sends its gradient to the NaN, as PyTorch does. (With several
+    NaNs in one window cnnjax picks the first, PyTorch's CPU and CUDA kernels the last.)"""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, size=(2, 6, 6, 3)).astype(np.float32)
+    cells = rng.integers(0, 2, size=(2, 3, 3, 3, 2))  # one NaN per window, at a random cell, in half the windows
+    n, i, j, c = np.nonzero(rng.random((2, 3, 3, 3)) < 0.5)
+    x[n, 2 * i + cells[n, i, j, c, 0], 2 * j + cells[n, i, j, c, 1], c] = np.nan
+    dy = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+    got = jax.grad(lambda v: jnp.sum(ops.max_pool(v, 2) * dy))(jnp.asarray(x))
+    xt = to_torch_x(x).requires_grad_(True)
+    (F.max_pool2d(xt, 2) * to_torch_x(dy)).sum().backward()
     np.testing.assert_array_equal(np.asarray(got), from_torch_x(xt.grad))
 
 
