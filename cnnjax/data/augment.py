@@ -118,7 +118,8 @@ def flip_vertical(image):
     return pix.flip_up_down(image)
 
 
-def affine_warp(image, angle_degrees=0.0, scale=(1.0, 1.0), shift=(0.0, 0.0), fill_mode="nearest", fill_value=0.0):
+def affine_warp(image, angle_degrees=0.0, scale=(1.0, 1.0), shift=(0.0, 0.0), fill_mode="nearest", fill_value=0.0,
+                mirror=False):
     """Rotate by ``angle_degrees``, scale by ``scale = (sy, sx)`` and shift by ``(dy, dx)`` pixels.
 
     The content moves by ``p_out = R(angle) diag(sy, sx) (p_in - c) + c + shift`` around the centre
@@ -126,6 +127,9 @@ def affine_warp(image, angle_degrees=0.0, scale=(1.0, 1.0), shift=(0.0, 0.0), fi
     ``p_in = diag(1/sy, 1/sx) R(-angle) (p_out - c - shift) + c`` (the sampling of
     ``dm_pix.affine_transform``, done here with one 2-D gather instead of dm-pix's 3-D one, which is
     ~50x slower on CPU). The identity parameters give the image back exactly (integer sample positions).
+    ``mirror`` (a bool, traced or not) flips the input horizontally first, ``x -> W - 1 - x`` on the sample
+    positions: ``affine_warp(flip_horizontal(im), ...)`` without a flipped copy (XLA:CPU fuses that copy
+    into the gather and recomputes it per tap: 3x slower).
     """
     h, w = image.shape[0], image.shape[1]
     theta = jnp.deg2rad(jnp.asarray(angle_degrees, jnp.float32))
@@ -140,6 +144,7 @@ def affine_warp(image, angle_degrees=0.0, scale=(1.0, 1.0), shift=(0.0, 0.0), fi
     dx = xx - cx - a[5]
     src_y = a[0] * dy + a[1] * dx + cy
     src_x = a[2] * dy + a[3] * dx + cx
+    src_x = jnp.where(mirror, (w - 1) - src_x, src_x)
     return bilinear_sample(image, src_y, src_x, fill_mode, fill_value)
 
 
@@ -323,18 +328,20 @@ def make_augmentation(config) -> Callable[[jax.Array, jax.Array], jax.Array] | N
             return lo + (hi - lo) * u[i]
 
         x = image
-        if s["hflip"]:
-            x = _barrier(jnp.where(u[0] < 0.5, flip_horizontal(x), x))
+        warp = bool(s["rotation_degrees"] or s["shift_pixels"] or s["zoom"] != (1.0, 1.0))
+        mirror = (u[0] < 0.5) if s["hflip"] else False
+        if s["hflip"] and not warp:  # with a warp, the flip is done on its sample positions
+            x = _barrier(jnp.where(mirror, flip_horizontal(x), x))
         if s["vflip"]:
             x = _barrier(jnp.where(u[1] < 0.5, flip_vertical(x), x))
-        if s["rotation_degrees"] or s["shift_pixels"] or s["zoom"] != (1.0, 1.0):
+        if warp:
             d, p = s["rotation_degrees"], s["shift_pixels"]
             lo, hi = s["zoom"]
             angle = between(2, -d, d)
             sy = between(3, lo, hi)
             sx = sy if s["zoom_keep_aspect"] else between(4, lo, hi)
             shift = (between(5, -p, p), between(6, -p, p))
-            x = _barrier(affine_warp(x, angle, (sy, sx), shift, s["fill_mode"], s["fill_value"]))
+            x = _barrier(affine_warp(x, angle, (sy, sx), shift, s["fill_mode"], s["fill_value"], mirror))
         if s["brightness"]:
             x = _barrier(adjust_brightness(x, between(7, -s["brightness"], s["brightness"])))
         if s["contrast"]:

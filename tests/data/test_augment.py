@@ -110,6 +110,22 @@ def test_affine_warp_matches_dm_pix_and_scipy(angle, sy, sx, dy, dx):
         np.testing.assert_allclose(ours_c[..., ch], ref_c, atol=2e-5)
 
 
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant"])
+def test_mirrored_warp_is_the_warp_of_the_flipped_image(fill_mode):
+    """``mirror=True`` flips on the sample positions: the same as warping a flipped copy (to rounding), and
+    exactly the flip for the identity warp."""
+    x = _images(1, 11, 9, 2, seed=3)[0]
+    flipped = A.flip_horizontal(x)
+    for params in [(0.0, (1.0, 1.0), (0.0, 0.0)), (17.0, (0.8, 1.3), (1.5, -2.25))]:
+        want = _warp(flipped, *params, fill_mode=fill_mode, fill_value=0.25)
+        got = jax.jit(A.affine_warp, static_argnames=("fill_mode",))(x, *params, fill_mode=fill_mode,
+                                                                     fill_value=0.25, mirror=jnp.bool_(True))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        not_mirrored = A.affine_warp(x, *params, fill_mode=fill_mode, fill_value=0.25, mirror=False)
+        np.testing.assert_allclose(not_mirrored, _warp(x, *params, fill_mode=fill_mode, fill_value=0.25), atol=1e-6)
+    np.testing.assert_array_equal(A.affine_warp(x, mirror=True), flipped)
+
+
 def test_zoom_is_independent_per_axis():
     """A centred bar keeps its height when only the width is stretched (stretch/compress)."""
     x = np.zeros((21, 21, 1), np.float32)
