@@ -269,7 +269,7 @@ def _sliced_patch_gemm(x, kernel, pads, dilations):
     channels-first by ``prod(k)`` slices (XLA fuses them into one loop); for one input channel, where the
     channels-first transposes are free. Its transpose in ``F`` is the kernel gradient ``P dY``."""
     nd = x.ndim - 2
-    window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    window, c_out = kernel.shape[:nd], kernel.shape[-1]
     xc = jnp.moveaxis(x, -1, 0)  # (C_in, N, *spatial)
     if any(lo or hi for lo, hi in pads):
         xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))

@@ -57,8 +57,9 @@ def max_pool(x, window=2, stride=None, padding="VALID"):
     """Max pooling (seeds 000/001/003): ``y[n, p, c] = max_{u in window} x[n, p S + u, c]``.
 
     Padded cells are ``-inf``, so they never win. The gradient flows only to the arg-max of each window
-    (the first in row-major order when several cells tie, as in PyTorch; a NaN wins its window). Windows that tile the input
-    (stride = window, no padding) are computed without ``reduce_window``, which is much faster on XLA:CPU.
+    (the first in row-major order when several cells tie, as in PyTorch; a NaN wins its window). Windows
+    that tile the input (stride = window, no padding) are computed without ``reduce_window``, which is
+    much faster on XLA:CPU.
 
     Args:
       x: ``(N, *spatial, C)``, 1 to 3 (or more) spatial axes.
