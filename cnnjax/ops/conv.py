@@ -236,6 +236,19 @@ def _forward(x, kernel, pads, dilations):
     return _lax_conv(x, kernel, (1,) * (x.ndim - 2), pads, dilations)
 
 
+def _kernel_tangent(x, dkernel, pads, dilations):
+    """``conv(X, dF)``. One input channel: ``P^T dF`` with the sliced patches, written so that its
+    transpose, the kernel gradient, is the plain GEMM ``P dY`` with the channels-last ``dY`` (the
+    transpose of ``F^T P`` needs ``dY`` channels-first: a copy and a slower GEMM on XLA:CPU)."""
+    if x.shape[-1] != 1:
+        return _forward(x, dkernel, pads, dilations)
+    nd = x.ndim - 2
+    patches, shape = _sliced_patches(x, dkernel.shape[:nd], pads, dilations)
+    y = lax.dot_general(patches, dkernel.reshape(patches.shape[0], -1), (((0,), (0,)), ((), ())),
+                        precision=lax.Precision.HIGHEST)
+    return y.reshape(*shape, dkernel.shape[-1])
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _conv_few_input_channels(x, kernel, pads, dilations):
     """Stride-1 ``conv`` for few input channels, formulated for XLA:CPU (same values as XLA's conv)."""
@@ -251,7 +264,7 @@ def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
     y = _forward(x, kernel, pads, dilations)
     terms = []
     if not isinstance(dkernel, SymbolicZero):
-        terms.append(_forward(x, dkernel, pads, dilations))
+        terms.append(_kernel_tangent(x, dkernel, pads, dilations))
     if not isinstance(dx, SymbolicZero):
         terms.append(_gathered_patch_gemm(dx, kernel, pads, dilations))
     return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
@@ -264,12 +277,9 @@ def _taps(window):
     return list(itertools.product(*[range(k) for k in window]))
 
 
-def _sliced_patch_gemm(x, kernel, pads, dilations):
-    """Stride-1 conv as ``F^T P``, the patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]`` built
-    channels-first by ``prod(k)`` slices (XLA fuses them into one loop); for one input channel, where the
-    channels-first transposes are free. Its transpose in ``F`` is the kernel gradient ``P dY``."""
-    nd = x.ndim - 2
-    window, c_out = kernel.shape[:nd], kernel.shape[-1]
+def _sliced_patches(x, window, pads, dilations):
+    """The patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]`` of a stride-1 conv, built channels-first
+    by ``prod(k)`` slices (XLA fuses them into one loop), and the output's shape ``(N, *out)``."""
     xc = jnp.moveaxis(x, -1, 0)  # (C_in, N, *spatial)
     if any(lo or hi for lo, hi in pads):
         xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))
@@ -278,9 +288,17 @@ def _sliced_patch_gemm(x, kernel, pads, dilations):
         xc[(slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(taps, dilations, out)])]
         for taps in _taps(window)
     ])  # (taps, C_in, N, *out): rows (u, m), as the kernel's
-    y = jnp.dot(kernel.reshape(-1, c_out).T, patches.reshape(-1, patches[0, 0].size),
-                precision=lax.Precision.HIGHEST)
-    return jnp.moveaxis(y.reshape(c_out, x.shape[0], *out), 0, -1)
+    return patches.reshape(-1, patches[0, 0].size), (x.shape[0], *out)
+
+
+def _sliced_patch_gemm(x, kernel, pads, dilations):
+    """Stride-1 conv as ``F^T P`` with the sliced patches; for one input channel, where the channels-first
+    layout costs no transposes of the input."""
+    nd = x.ndim - 2
+    patches, shape = _sliced_patches(x, kernel.shape[:nd], pads, dilations)
+    c_out = kernel.shape[-1]
+    y = jnp.dot(kernel.reshape(-1, c_out).T, patches, precision=lax.Precision.HIGHEST)
+    return jnp.moveaxis(y.reshape(c_out, *shape), 0, -1)
 
 
 def _gathered_patch_gemm(x, kernel, pads, dilations):

@@ -183,11 +183,12 @@ def test_conv_gradient_path_choice():
     assert not uses_scatter((64, 224, 224, 3), (3, 3, 3, 64), padding=1)  # index: 9 x 64 x 224^2 > 2^22
 
 
-def test_conv_forward_mode_agrees_with_reverse_mode():
+@pytest.mark.parametrize("c_in", [1, 2])  # one input channel: sliced patches both ways; two: XLA's conv forward
+def test_conv_forward_mode_agrees_with_reverse_mode(c_in):
     """The few-input-channel path defines a JVP, so jacfwd works and equals jacrev."""
     rng = np.random.default_rng(1)
-    x, k = jnp.asarray(rng.normal(size=(1, 5, 5, 2)), jnp.float32), jnp.asarray(rng.normal(size=(3, 3, 2, 2)),
-                                                                                jnp.float32)
+    x = jnp.asarray(rng.normal(size=(1, 5, 5, c_in)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, c_in, 2)), jnp.float32)
     for argnum in (0, 1):
         fwd = jax.jacfwd(lambda *a: ops.conv(*a, padding=1), argnums=argnum)(x, k)
         rev = jax.jacrev(lambda *a: ops.conv(*a, padding=1), argnums=argnum)(x, k)
