@@ -20,7 +20,8 @@ The cnnjax side is the real code: ``cnnjax.ops`` for the ops, and for training
 ``cnnjax.models.get_model`` + ``cnnjax.training.train.create_train_state`` + ``cnnjax.training.steps.train_step``
 under ``jax.jit(donate_argnums=0)``. Rows marked ``proto:`` are the prototypes of ``benchmarks/lenet_fast.py``
 (the same step with ``ops.conv`` dispatched to ``ops.im2col`` formulations, and K steps per dispatch), which
-measure changes proposed for cnnjax.
+measure changes proposed for cnnjax; each is timed in a round of its own with torch (its threads would
+otherwise slow the other contestants), so its ratio is against that round's torch.
 """
 
 from __future__ import annotations
