@@ -258,8 +258,9 @@ def _conv_few_input_channels(x, kernel, pads, dilations):
 def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
     """``dY = conv(X, dF) + conv(dX, F)``. The second term is a gather of ``dX``'s patches times ``F``:
     reverse mode transposes it into ``dY F^T`` scattered back to the pixels (seed 001's full convolution
-    with the rotated kernel, as col2im). The first is the forward's formulation with ``dF``; transposed,
-    ``dF = P dY^T`` (seed 001's correlation of the input with the output gradient)."""
+    with the rotated kernel, as col2im). The first, transposed, is the kernel gradient: ``dF = P dY`` for one
+    input channel, XLA's backward-filter convolution otherwise (seed 001's correlation of the input with
+    the output gradient)."""
     (x, kernel), (dx, dkernel) = primals, tangents
     y = _forward(x, kernel, pads, dilations)
     terms = []

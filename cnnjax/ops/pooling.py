@@ -87,7 +87,7 @@ def _tiled_max_pool(x, window):
     """Non-overlapping VALID max pooling as the elementwise maximum of the window's cells.
 
     Same values and gradient as ``reduce_window`` (the gradient goes to the first arg-max of each window in
-    row-major order, as in PyTorch; forward mode too), but XLA:CPU runs it as a few fused elementwise loops instead of
+    row-major order, as in PyTorch; forward mode too), but XLA:CPU runs it as a few fused loops instead of
     ``select_and_scatter`` (which it lowers to a scatter with index arrays): ~40% of a LeNet-5 train step.
     """
     crop = tuple(slice(0, (size // k) * k) for size, k in zip(x.shape[1:-1], window))
@@ -96,7 +96,11 @@ def _tiled_max_pool(x, window):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_of_cells(x, window):
-    return functools.reduce(jnp.maximum, _window_cells(x, window))
+    return _elementwise_max(_window_cells(x, window))
+
+
+def _elementwise_max(cells):
+    return functools.reduce(jnp.maximum, cells)
 
 
 @_max_of_cells.defjvp
@@ -107,7 +111,7 @@ def _max_of_cells_jvp(window, primals, tangents):
     (``jax.jvp``, ``jax.jacfwd``); reverse mode transposes it into one select per cell."""
     (x,), (dx,) = primals, tangents
     cells = _window_cells(x, window)
-    y = functools.reduce(jnp.maximum, cells)
+    y = _elementwise_max(cells)
     index_type = jnp.int8 if len(cells) <= 127 else jnp.int32
     winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1).astype(index_type)  # first max; NaN counts as max
     d_cells = _window_cells(dx, window)
