@@ -13,7 +13,7 @@ import os
 
 #: Empty list of YNNPACK fusion types = YNNPACK off.
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
-#: Set to "0" to leave ``XLA_FLAGS`` as it is.
+#: Set to "0" to leave ``XLA_FLAGS`` as it is ("1" or unset: apply the defaults).
 OPT_OUT = "CNNJAX_XLA_DEFAULTS"
 
 
@@ -21,8 +21,12 @@ def apply() -> bool:
     """Append :data:`YNN_OFF` to ``XLA_FLAGS`` unless the user set that flag (to any value) or opted out
     with ``CNNJAX_XLA_DEFAULTS=0``. XLA reads the variable once, when the first backend starts: if JAX
     already ran something, nothing changes. Returns whether the flag was added."""
+    choice = os.environ.get(OPT_OUT, "1")
+    if choice not in ("0", "1"):
+        raise ValueError(f"{OPT_OUT}={choice!r} must be '0' (leave XLA_FLAGS alone) or '1' (apply cnnjax's "
+                         "XLA defaults)")
     flags = os.environ.get("XLA_FLAGS", "")
-    if os.environ.get(OPT_OUT) == "0" or YNN_OFF.rstrip("=") in flags or _backend_started():
+    if choice == "0" or YNN_OFF.rstrip("=") in flags or _backend_started():
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
     return True

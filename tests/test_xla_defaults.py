@@ -6,6 +6,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from cnnjax import xla_defaults
 
@@ -36,3 +37,9 @@ def test_the_flag_reaches_the_compiler_and_is_not_reapplied_once_jax_runs():
     before = os.environ.get("XLA_FLAGS")
     assert xla_defaults.apply() is False  # the backend has started: changing XLA_FLAGS now would mislead
     assert os.environ.get("XLA_FLAGS") == before
+
+
+def test_an_unknown_opt_out_value_is_refused_with_a_message(monkeypatch):
+    monkeypatch.setenv(xla_defaults.OPT_OUT, "false")
+    with pytest.raises(ValueError, match="CNNJAX_XLA_DEFAULTS='false' must be '0'"):
+        xla_defaults.apply()

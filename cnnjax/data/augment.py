@@ -132,6 +132,8 @@ def affine_warp(image, angle_degrees=0.0, scale=(1.0, 1.0), shift=(0.0, 0.0), fi
     into the gather and recomputes it per tap: 3x slower).
     """
     h, w = image.shape[0], image.shape[1]
+    if not isinstance(mirror, bool) and (getattr(mirror, "dtype", None) != jnp.bool_ or jnp.shape(mirror) != ()):
+        raise ValueError(f"mirror={mirror!r} must be a bool (a Python bool or a scalar boolean array)")
     theta = jnp.deg2rad(jnp.asarray(angle_degrees, jnp.float32))
     cos, sin = jnp.cos(theta), jnp.sin(theta)
     sy, sx = jnp.asarray(scale[0], jnp.float32), jnp.asarray(scale[1], jnp.float32)

@@ -126,6 +126,12 @@ def test_mirrored_warp_is_the_warp_of_the_flipped_image(fill_mode):
     np.testing.assert_array_equal(A.affine_warp(x, mirror=True), flipped)
 
 
+@pytest.mark.parametrize("mirror", ["yes", 1, jnp.array([True, False])])
+def test_mirror_must_be_a_bool(mirror):
+    with pytest.raises(ValueError, match="mirror=.* must be a bool"):
+        A.affine_warp(_images(1, 5, 5, 1)[0], mirror=mirror)
+
+
 def test_zoom_is_independent_per_axis():
     """A centred bar keeps its height when only the width is stretched (stretch/compress)."""
     x = np.zeros((21, 21, 1), np.float32)
