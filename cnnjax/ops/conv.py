@@ -214,7 +214,7 @@ def _lax_conv(x, kernel, strides, pads, dilations, groups=1):
 #: Below this many input channels (one AVX2 vector of float32), a stride-1 dense conv computes its input
 #: gradient as a patch GEMM + scatter-add: XLA:CPU's input-gradient convolution is ~3x slower there
 #: (LeNet-5's second conv, 6 -> 16 channels, 5x5); with one input channel the forward and the kernel
-#: gradient are patch GEMMs too (XLA's direct convolution of LeNet-5's first layer took half the train
+#: gradient are one banded GEMM (XLA's direct convolution of LeNet-5's first layer took half the train
 #: step). See ``benchmarks/run.py``.
 FEW_INPUT_CHANNELS = 8
 #: ... as long as the patch matrix / gather index (taps x N x output positions) stays small.
@@ -230,23 +230,10 @@ def _few_input_channels(a: ConvArgs) -> bool:
 
 
 def _forward(x, kernel, pads, dilations):
-    """One input channel: ``F^T P`` with the patches sliced; otherwise XLA's convolution."""
+    """One input channel: the banded GEMM; otherwise XLA's convolution."""
     if x.shape[-1] == 1:
-        return _sliced_patch_gemm(x, kernel, pads, dilations)
+        return _banded_gemm(x, kernel, pads, dilations)
     return _lax_conv(x, kernel, (1,) * (x.ndim - 2), pads, dilations)
-
-
-def _kernel_tangent(x, dkernel, pads, dilations):
-    """``conv(X, dF)``. One input channel: ``P^T dF`` with the sliced patches, written so that its
-    transpose, the kernel gradient, is the plain GEMM ``P dY`` with the channels-last ``dY`` (the
-    transpose of ``F^T P`` needs ``dY`` channels-first: a copy and a slower GEMM on XLA:CPU)."""
-    if x.shape[-1] != 1:
-        return _forward(x, dkernel, pads, dilations)
-    nd = x.ndim - 2
-    patches, shape = _sliced_patches(x, dkernel.shape[:nd], pads, dilations)
-    y = lax.dot_general(patches, dkernel.reshape(patches.shape[0], -1), (((0,), (0,)), ((), ())),
-                        precision=lax.Precision.HIGHEST)
-    return y.reshape(*shape, dkernel.shape[-1])
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
@@ -258,14 +245,14 @@ def _conv_few_input_channels(x, kernel, pads, dilations):
 def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
     """``dY = conv(X, dF) + conv(dX, F)``. The second term is a gather of ``dX``'s patches times ``F``:
     reverse mode transposes it into ``dY F^T`` scattered back to the pixels (seed 001's full convolution
-    with the rotated kernel, as col2im). The first, transposed, is the kernel gradient: ``dF = P dY`` for one
-    input channel, XLA's backward-filter convolution otherwise (seed 001's correlation of the input with
-    the output gradient)."""
+    with the rotated kernel, as col2im). The first, transposed, is the kernel gradient (seed 001's correlation of the
+    input with the output gradient): for one input channel ``dT = R^T dY`` summed along the band's diagonals
+    back onto the taps (``_banded_gemm``), XLA's backward-filter convolution otherwise."""
     (x, kernel), (dx, dkernel) = primals, tangents
     y = _forward(x, kernel, pads, dilations)
     terms = []
     if not isinstance(dkernel, SymbolicZero):
-        terms.append(_kernel_tangent(x, dkernel, pads, dilations))
+        terms.append(_forward(x, dkernel, pads, dilations))
     if not isinstance(dx, SymbolicZero):
         terms.append(_gathered_patch_gemm(dx, kernel, pads, dilations))
     return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
@@ -278,28 +265,45 @@ def _taps(window):
     return list(itertools.product(*[range(k) for k in window]))
 
 
-def _sliced_patches(x, window, pads, dilations):
-    """The patch matrix ``P[(u, m), (n, p)] = X_pad[n, p + u D, m]`` of a stride-1 conv, built channels-first
-    by ``prod(k)`` slices (XLA fuses them into one loop), and the output's shape ``(N, *out)``."""
-    xc = jnp.moveaxis(x, -1, 0)  # (C_in, N, *spatial)
-    if any(lo or hi for lo, hi in pads):
-        xc = jnp.pad(xc, ((0, 0), (0, 0), *pads))
-    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(xc.shape[2:], window, dilations)]
-    patches = jnp.stack([
-        xc[(slice(None), slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(taps, dilations, out)])]
-        for taps in _taps(window)
-    ])  # (taps, C_in, N, *out): rows (u, m), as the kernel's
-    return patches.reshape(-1, patches[0, 0].size), (x.shape[0], *out)
+def _band_width(out: int, k: int) -> int:
+    """Output columns per band: the smallest divisor of ``out`` in ``[k, 2k]`` (LeNet-5's 28 -> 7), else ``k``
+    (the last band is then padded). Wider bands waste multiplies on the band's zeros ((bw + k - 1) / k of
+    the direct conv's), narrower ones make more, shorter row copies."""
+    return next((bw for bw in range(k, 2 * k + 1) if out % bw == 0), min(k, out))
 
 
-def _sliced_patch_gemm(x, kernel, pads, dilations):
-    """Stride-1 conv as ``F^T P`` with the sliced patches; for one input channel, where the channels-first
-    layout costs no transposes of the input."""
+def _banded_gemm(x, kernel, pads, dilations):
+    """Stride-1 conv as one GEMM ``R T`` with a banded (block-Toeplitz) kernel matrix along the last spatial
+    axis: each row of ``R`` holds, for one output band of ``bw`` columns, its ``bw + D (k - 1)`` input columns
+    under every tap of the other axes; ``T[(u, c, m), (q, j)] = F[u, (c - q) / D, m, j]`` where that is a
+    kernel column, else 0. The output comes out channels-last, and the rows of ``R`` are a few slices of the
+    input (LeNet-5's first layer: 4 bands x 5 rows of 11 pixels per output row) instead of one slice per tap."""
     nd = x.ndim - 2
-    patches, shape = _sliced_patches(x, kernel.shape[:nd], pads, dilations)
-    c_out = kernel.shape[-1]
-    y = jnp.dot(kernel.reshape(-1, c_out).T, patches, precision=lax.Precision.HIGHEST)
-    return jnp.moveaxis(y.reshape(c_out, *shape), 0, -1)
+    window, c_out = kernel.shape[:nd], kernel.shape[-1]
+    if any(lo or hi for lo, hi in pads):
+        x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(x.shape[1:-1], window, dilations)]
+    k, d = window[-1], dilations[-1]
+    bw = _band_width(out[-1], k)
+    bands = -(-out[-1] // bw)
+    span = bw + d * (k - 1)  # input columns under one band
+    extra = bands * bw + d * (k - 1) - x.shape[-2]
+    if extra > 0:
+        x = jnp.pad(x, ((0, 0),) * nd + ((0, extra), (0, 0)))
+    rows = jnp.stack([
+        jnp.stack([
+            x[(slice(None), *[slice(u * dd, u * dd + o) for u, dd, o in zip(taps, dilations, out)],
+               slice(b * bw, b * bw + span))]
+            for taps in _taps(window[:-1])
+        ], axis=nd)
+        for b in range(bands)
+    ], axis=nd)  # (N, *out[:-1], bands, outer taps, span, C_in)
+    # band[v, c, q] = 1 where input column c is tap v of output column q
+    band = np.arange(span)[None, :, None] - np.arange(bw)[None, None, :] == d * np.arange(k)[:, None, None]
+    t = jnp.einsum("...vmj,vcq->...cmqj", kernel, band.astype(kernel.dtype), precision=lax.Precision.HIGHEST)
+    y = jnp.dot(rows.reshape(-1, t[..., 0, 0].size), t.reshape(-1, bw * c_out), precision=lax.Precision.HIGHEST)
+    y = y.reshape(x.shape[0], *out[:-1], bands * bw, c_out)
+    return y[..., : out[-1], :] if bands * bw != out[-1] else y
 
 
 def _gathered_patch_gemm(x, kernel, pads, dilations):

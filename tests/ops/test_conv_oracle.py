@@ -133,7 +133,10 @@ def test_conv_matches_torch_float64(case):
 @pytest.mark.parametrize(
     "x_shape, k_shape, kwargs, few_channel_path",
     [
-        ((2, 28, 28, 1), (5, 5, 1, 6), dict(padding=2), True),  # LeNet-5 conv1
+        ((2, 28, 28, 1), (5, 5, 1, 6), dict(padding=2), True),  # LeNet-5 conv1: the banded GEMM
+        ((2, 13, 12, 1), (3, 4, 1, 3), dict(dilation=(2, 1), padding=(1, 2)), True),  # last band padded
+        ((2, 11, 1), (3, 1, 2), dict(dilation=3, padding=1), True),  # 1-D, one channel
+        ((1, 6, 7, 9, 1), (2, 3, 3, 1, 4), dict(padding=1, dilation=(1, 1, 2)), True),  # 3-D, one channel
         ((3, 14, 14, 6), (5, 5, 6, 16), {}, True),  # LeNet-5 conv2: dX as a patch GEMM + scatter-add
         ((2, 9, 9, 3), (3, 3, 3, 4), dict(dilation=2, padding=(1, 2)), True),
         ((2, 7, 6, 2), (3, 3, 2, 3), dict(padding=1, pad_mode="reflect"), True),
@@ -183,7 +186,7 @@ def test_conv_gradient_path_choice():
     assert not uses_scatter((64, 224, 224, 3), (3, 3, 3, 64), padding=1)  # index: 9 x 64 x 224^2 > 2^22
 
 
-@pytest.mark.parametrize("c_in", [1, 2])  # one input channel: sliced patches both ways; two: XLA's conv forward
+@pytest.mark.parametrize("c_in", [1, 2])  # one input channel: the banded GEMM forward; two: XLA's conv forward
 def test_conv_forward_mode_agrees_with_reverse_mode(c_in):
     """The few-input-channel path defines a JVP, so jacfwd works and equals jacrev."""
     rng = np.random.default_rng(1)
