@@ -211,22 +211,46 @@ def _lax_conv(x, kernel, strides, pads, dilations, groups=1):
     )
 
 
-#: Below this many input channels (one AVX2 vector of float32), a stride-1 dense conv computes its input
-#: gradient as a patch GEMM + scatter-add: XLA:CPU's input-gradient convolution is ~3x slower there
-#: (LeNet-5's second conv, 6 -> 16 channels, 5x5); with one input channel the forward and the kernel
-#: gradient are one banded GEMM (XLA's direct convolution of LeNet-5's first layer took half the train
-#: step). See ``benchmarks/run.py``.
+#: Below this many input channels (one AVX2 vector of float32) a stride-1 dense conv is a banded GEMM
+#: (``_banded_gemm``) wherever that beats XLA:CPU's convolution: the forward and kernel gradient of a
+#: one-channel conv (XLA's direct convolution of LeNet-5's first layer took half the train step) and the
+#: input gradient (XLA's was ~3x slower on LeNet-5's second conv, 6 -> 16 channels, 5x5). See
+#: ``benchmarks/run.py``.
 FEW_INPUT_CHANNELS = 8
-#: ... as long as the patch matrix / gather index (taps x N x output positions) stays small.
+#: ... as long as the gathered rows' index (pixels of ``R``) stays small.
 MAX_GATHER_INDEX = 1 << 22
+
+
+class _Bands(NamedTuple):
+    """Where the banded GEMM's rows come from: output columns per band ``bw``, ``bands`` of them, ``span``
+    input columns under one band, ``extra`` zero columns padded on the right so the last band fits."""
+
+    out: list[int]
+    bw: int
+    bands: int
+    span: int
+    extra: int
+
+
+def _bands(padded_spatial, window, dilations) -> _Bands:
+    """Band geometry along the last spatial axis. Output columns per band: the smallest divisor of the
+    output width in ``[k, 2k]`` (LeNet-5's 28 -> 7), else ``k``. Wider bands waste multiplies on the band's
+    zeros (``(bw + D (k - 1)) / k`` times the direct conv's), narrower ones make more, shorter row copies."""
+    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(padded_spatial, window, dilations)]
+    k, d = window[-1], dilations[-1]
+    bw = next((bw for bw in range(k, 2 * k + 1) if out[-1] % bw == 0), min(k, out[-1]))
+    bands = -(-out[-1] // bw)
+    span = bw + d * (k - 1)
+    return _Bands(out, bw, bands, span, max(0, (bands - 1) * bw + span - padded_spatial[-1]))
 
 
 def _few_input_channels(a: ConvArgs) -> bool:
     if a.groups != 1 or any(s != 1 for s in a.strides) or a.x.shape[-1] >= FEW_INPUT_CHANNELS:
         return False
-    window = a.kernel.shape[: a.nd]
-    out = [output_size(size, k, 1, p, d) for size, k, p, d in zip(a.x.shape[1:-1], window, a.pads, a.dilations)]
-    return int(np.prod(window)) * a.x.shape[0] * int(np.prod(out)) <= MAX_GATHER_INDEX
+    padded = [size + lo + hi for size, (lo, hi) in zip(a.x.shape[1:-1], a.pads)]
+    b = _bands(padded, a.kernel.shape[: a.nd], a.dilations)
+    rows = a.x.shape[0] * int(np.prod(b.out[:-1])) * b.bands
+    return rows * int(np.prod(a.kernel.shape[: a.nd - 1])) * b.span <= MAX_GATHER_INDEX
 
 
 def _forward(x, kernel, pads, dilations):
@@ -243,18 +267,18 @@ def _conv_few_input_channels(x, kernel, pads, dilations):
 
 
 def _conv_few_input_channels_jvp(pads, dilations, primals, tangents):
-    """``dY = conv(X, dF) + conv(dX, F)``. The second term is a gather of ``dX``'s patches times ``F``:
-    reverse mode transposes it into ``dY F^T`` scattered back to the pixels (seed 001's full convolution
-    with the rotated kernel, as col2im). The first, transposed, is the kernel gradient (seed 001's correlation of the
-    input with the output gradient): for one input channel ``dT = R^T dY`` summed along the band's diagonals
-    back onto the taps (``_banded_gemm``), XLA's backward-filter convolution otherwise."""
+    """``dY = conv(X, dF) + conv(dX, F)``. The second term is the banded GEMM with its rows gathered from
+    ``dX``: reverse mode transposes it into ``dY T^T`` scattered back to the pixels (seed 001's full
+    convolution with the rotated kernel, as col2im). The first, transposed, is the kernel gradient (seed
+    001's correlation of the input with the output gradient): for one input channel ``dT = R^T dY`` summed
+    along the band's diagonals back onto the taps, XLA's backward-filter convolution otherwise."""
     (x, kernel), (dx, dkernel) = primals, tangents
     y = _forward(x, kernel, pads, dilations)
     terms = []
     if not isinstance(dkernel, SymbolicZero):
         terms.append(_forward(x, dkernel, pads, dilations))
     if not isinstance(dx, SymbolicZero):
-        terms.append(_gathered_patch_gemm(dx, kernel, pads, dilations))
+        terms.append(_banded_gemm(dx, kernel, pads, dilations, gather=True))
     return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
 
 
@@ -265,62 +289,48 @@ def _taps(window):
     return list(itertools.product(*[range(k) for k in window]))
 
 
-def _band_width(out: int, k: int) -> int:
-    """Output columns per band: the smallest divisor of ``out`` in ``[k, 2k]`` (LeNet-5's 28 -> 7), else ``k``
-    (the last band is then padded). Wider bands waste multiplies on the band's zeros ((bw + k - 1) / k of
-    the direct conv's), narrower ones make more, shorter row copies."""
-    return next((bw for bw in range(k, 2 * k + 1) if out % bw == 0), min(k, out))
-
-
-def _banded_gemm(x, kernel, pads, dilations):
+def _banded_gemm(x, kernel, pads, dilations, gather: bool = False):
     """Stride-1 conv as one GEMM ``R T`` with a banded (block-Toeplitz) kernel matrix along the last spatial
-    axis: each row of ``R`` holds, for one output band of ``bw`` columns, its ``bw + D (k - 1)`` input columns
-    under every tap of the other axes; ``T[(u, c, m), (q, j)] = F[u, (c - q) / D, m, j]`` where that is a
-    kernel column, else 0. The output comes out channels-last, and the rows of ``R`` are a few slices of the
-    input (LeNet-5's first layer: 4 bands x 5 rows of 11 pixels per output row) instead of one slice per tap."""
+    axis. A row of ``R`` holds, for one band of ``bw`` output columns, its ``span = bw + D (k - 1)`` input
+    pixels (all channels) under every tap of the other axes; ``T[(u, c, m), (q, j)] = F[u, v, m, j]`` where
+    ``c = q + v D`` for a kernel column ``v``, else 0. The output comes out channels-last.
+
+    ``R`` is built from slices of the input (LeNet-5's first layer: 4 bands x 5 rows of 11 pixels per output
+    row instead of one slice per tap), or with ``gather=True`` by one gather of whole pixels with a constant
+    index, whose transpose is one scatter-add: the input gradient as ``dY T^T`` put back as col2im (the
+    slices' transpose is a padded copy of ``dR`` per slice)."""
     nd = x.ndim - 2
     window, c_out = kernel.shape[:nd], kernel.shape[-1]
     if any(lo or hi for lo, hi in pads):
         x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(x.shape[1:-1], window, dilations)]
+    b = _bands(x.shape[1:-1], window, dilations)
+    if b.extra:
+        x = jnp.pad(x, ((0, 0),) * nd + ((0, b.extra), (0, 0)))
+    outer = _taps(window[:-1])
+    if gather:
+        shape = x.shape[:-1]  # (N, *padded spatial)
+        pixels = np.arange(np.prod(shape)).reshape(shape)
+        corners = pixels[(slice(None), *[slice(0, o) for o in b.out[:-1]], slice(0, b.bands * b.bw, b.bw))]
+        pixel_strides = np.cumprod((1, *shape[:0:-1]))[::-1][1:]  # pixels between neighbours along each axis
+        offsets = np.add.outer(
+            [sum(u * d * st for u, d, st in zip(taps, dilations, pixel_strides)) for taps in outer],
+            np.arange(b.span) * pixel_strides[-1],
+        )
+        index = jnp.asarray(np.add.outer(corners.ravel(), offsets.ravel()).astype(np.int32).ravel())
+        rows = x.reshape(-1, x.shape[-1]).at[index].get(mode="promise_in_bounds")
+    else:
+        rows = jnp.stack([
+            jnp.stack([
+                x[(slice(None), *[slice(u * d, u * d + o) for u, d, o in zip(taps, dilations, b.out)],
+                   slice(band * b.bw, band * b.bw + b.span))]
+                for taps in outer
+            ], axis=nd)
+            for band in range(b.bands)
+        ], axis=nd)  # (N, *out[:-1], bands, outer taps, span, C_in)
     k, d = window[-1], dilations[-1]
-    bw = _band_width(out[-1], k)
-    bands = -(-out[-1] // bw)
-    span = bw + d * (k - 1)  # input columns under one band
-    extra = bands * bw + d * (k - 1) - x.shape[-2]
-    if extra > 0:
-        x = jnp.pad(x, ((0, 0),) * nd + ((0, extra), (0, 0)))
-    rows = jnp.stack([
-        jnp.stack([
-            x[(slice(None), *[slice(u * dd, u * dd + o) for u, dd, o in zip(taps, dilations, out)],
-               slice(b * bw, b * bw + span))]
-            for taps in _taps(window[:-1])
-        ], axis=nd)
-        for b in range(bands)
-    ], axis=nd)  # (N, *out[:-1], bands, outer taps, span, C_in)
-    # band[v, c, q] = 1 where input column c is tap v of output column q
-    band = np.arange(span)[None, :, None] - np.arange(bw)[None, None, :] == d * np.arange(k)[:, None, None]
+    band = np.arange(b.span)[None, :, None] - np.arange(b.bw)[None, None, :] == d * np.arange(k)[:, None, None]
     t = jnp.einsum("...vmj,vcq->...cmqj", kernel, band.astype(kernel.dtype), precision=lax.Precision.HIGHEST)
-    y = jnp.dot(rows.reshape(-1, t[..., 0, 0].size), t.reshape(-1, bw * c_out), precision=lax.Precision.HIGHEST)
-    y = y.reshape(x.shape[0], *out[:-1], bands * bw, c_out)
-    return y[..., : out[-1], :] if bands * bw != out[-1] else y
-
-
-def _gathered_patch_gemm(x, kernel, pads, dilations):
-    """Stride-1 conv as ``P F``, the patch matrix ``P[(n, p), (u, m)] = X_pad[n, p + u D, m]`` gathered
-    channels-last (whole pixels, rows of ``C_in``) with one constant index array. Its transpose in ``X`` is
-    ``dY F^T`` followed by one scatter-add of those rows (col2im): the input gradient, channels-last like
-    everything around it."""
-    nd = x.ndim - 2
-    window, c_in, c_out = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
-    if any(lo or hi for lo, hi in pads):
-        x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    shape = x.shape[:-1]  # (N, *padded spatial)
-    out = [output_size(size, k, 1, 0, d) for size, k, d in zip(shape[1:], window, dilations)]
-    pixel_strides = np.cumprod((1, *shape[:0:-1]))[::-1]  # pixels between neighbours along (N, *spatial)
-    corners = np.arange(np.prod(shape)).reshape(shape)[(slice(None), *[slice(0, o) for o in out])].ravel()
-    offsets = [sum(u * d * st for u, d, st in zip(taps, dilations, pixel_strides[1:])) for taps in _taps(window)]
-    index = jnp.asarray(np.add.outer(corners, offsets).astype(np.int32).ravel())  # (N * prod(out) * taps,)
-    patches = x.reshape(-1, c_in).at[index].get(mode="promise_in_bounds")  # rows ((n, p), u), C_in wide
-    y = jnp.dot(patches.reshape(corners.size, -1), kernel.reshape(-1, c_out), precision=lax.Precision.HIGHEST)
-    return y.reshape(shape[0], *out, c_out)
+    t = t.reshape(-1, b.bw * c_out)  # rows (outer taps, span, C_in), as R's
+    y = jnp.dot(rows.reshape(-1, t.shape[0]), t, precision=lax.Precision.HIGHEST)
+    y = y.reshape(x.shape[0], *b.out[:-1], b.bands * b.bw, c_out)
+    return y[..., : b.out[-1], :] if b.bands * b.bw != b.out[-1] else y

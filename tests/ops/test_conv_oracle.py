@@ -171,7 +171,7 @@ def test_conv_gradients_match_torch_autograd(x_shape, k_shape, kwargs, few_chann
 
 
 def test_conv_gradient_path_choice():
-    """Few input channels, stride 1 and a small gather index: the patch-GEMM input gradient (its transpose
+    """Few input channels, stride 1 and a small gather index: the banded-GEMM input gradient (its transpose
     is a scatter-add); otherwise XLA's own input-gradient convolution."""
 
     def uses_scatter(x_shape, k_shape, **kwargs):
@@ -183,7 +183,7 @@ def test_conv_gradient_path_choice():
     assert not uses_scatter((2, 14, 14, 8), (5, 5, 8, 16))
     assert not uses_scatter((2, 14, 14, 6), (5, 5, 6, 16), stride=2)
     assert not uses_scatter((2, 14, 14, 6), (3, 3, 3, 16), groups=2)
-    assert not uses_scatter((64, 224, 224, 3), (3, 3, 3, 64), padding=1)  # index: 9 x 64 x 224^2 > 2^22
+    assert not uses_scatter((64, 224, 224, 3), (3, 3, 3, 64), padding=1)  # index 64 x 224 x 56 bands x 3 x 6 > 2^22
 
 
 @pytest.mark.parametrize("c_in", [1, 2])  # one input channel: the banded GEMM forward; two: XLA's conv forward
