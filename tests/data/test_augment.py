@@ -294,3 +294,27 @@ def test_grid_picture(tmp_path):
                                     num_variants=4, labels=[0, 1, 2], class_names=["a", "b", "c"], title="t")
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200
+
+
+def test_uniform_bytes_is_uniform_over_the_256_levels():
+    """The erasing fill: (k + 1/2) / 256 with every k in 0..255 equally likely, reproducible per key."""
+    key = jax.random.PRNGKey(3)
+    u = np.asarray(jax.jit(A.uniform_bytes, static_argnums=1)(key, (7, 100, 73)))  # 51,100: not a multiple of 4
+    assert u.shape == (7, 100, 73) and u.dtype == np.float32
+    k = u * 256 - 0.5
+    np.testing.assert_array_equal(k, np.round(k))
+    counts = np.bincount(k.astype(int).ravel(), minlength=256)
+    assert counts.size == 256 and counts.min() > 0
+    expected = u.size / 256
+    assert ((counts - expected) ** 2 / expected).sum() < 330  # chi-square, 255 dof: p ~ 0.001
+    np.testing.assert_array_equal(u, np.asarray(A.uniform_bytes(key, (7, 100, 73))))
+    assert not np.array_equal(u, np.asarray(A.uniform_bytes(jax.random.PRNGKey(4), (7, 100, 73))))
+
+
+def test_random_erasing_fills_with_noise():
+    x = jnp.zeros((20, 16, 16, 1))
+    out = np.asarray(_aug(erase_prob=1.0, erase_fill="random", erase_area=(0.1, 0.2))(jax.random.PRNGKey(1), x))
+    for img in out:
+        filled = img[img > 0]
+        assert 0.1 * 256 * 0.5 <= filled.size <= 0.2 * 256 * 1.6
+        assert filled.max() < 1 and len(np.unique(filled)) > filled.size // 4
