@@ -137,7 +137,7 @@ def test_conv_matches_torch_float64(case):
         ((2, 13, 12, 1), (3, 4, 1, 3), dict(dilation=(2, 1), padding=(1, 2)), True),  # last band padded
         ((2, 11, 1), (3, 1, 2), dict(dilation=3, padding=1), True),  # 1-D, one channel
         ((1, 6, 7, 9, 1), (2, 3, 3, 1, 4), dict(padding=1, dilation=(1, 1, 2)), True),  # 3-D, one channel
-        ((3, 14, 14, 6), (5, 5, 6, 16), {}, True),  # LeNet-5 conv2: dX as a patch GEMM + scatter-add
+        ((3, 14, 14, 6), (5, 5, 6, 16), {}, True),  # LeNet-5 conv2: dX as a banded GEMM + scatter-add
         ((2, 9, 9, 3), (3, 3, 3, 4), dict(dilation=2, padding=(1, 2)), True),
         ((2, 7, 6, 2), (3, 3, 2, 3), dict(padding=1, pad_mode="reflect"), True),
         ((2, 17, 2), (3, 2, 4), dict(padding=2), True),  # 1-D
