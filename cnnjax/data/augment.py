@@ -10,7 +10,7 @@ blur/sharpen, noise); validation and test images are never touched. Here:
   key per image and ``jax.vmap``s the per-image chain, so every image gets its own draw. It is pure and
   jittable: the train step calls it inside ``jit`` on the already scaled batch.
 - The per-image transforms are public too (``flip_horizontal``, ``affine_warp``, ``adjust_brightness``,
-  ``adjust_contrast``, ``gaussian_blur``, ``sharpen``, ``add_gaussian_noise``, ``erase_rectangle``).
+  ``adjust_contrast``, ``gaussian_blur``, ``sharpen``, ``add_gaussian_noise``, ``erase_rectangle``, and ``uniform_bytes``, the erasing fill).
 
 Order of the chain: flips -> one affine warp (rotation, zoom, shift; bilinear, ``fill_mode``) ->
 brightness -> contrast -> blur -> sharpen -> noise -> random erasing; the result is clipped to [0, 1].

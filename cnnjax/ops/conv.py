@@ -234,7 +234,7 @@ class _Bands(NamedTuple):
 
 def _bands(padded_spatial, window, dilations) -> _Bands:
     """Band geometry along the last spatial axis. Output columns per band: the smallest divisor of the
-    output width in ``[k, 2k]`` (LeNet-5's 28 -> 7), else ``k``. Wider bands waste multiplies on the band's
+    output width in ``[k, 2k]`` (LeNet-5's 28 -> 7), else ``min(k, width)``. Wider bands waste multiplies on the band's
     zeros (``(bw + D (k - 1)) / k`` times the direct conv's), narrower ones make more, shorter row copies."""
     out = [output_size(size, k, 1, 0, d) for size, k, d in zip(padded_spatial, window, dilations)]
     k, d = window[-1], dilations[-1]
@@ -328,8 +328,9 @@ def _banded_gemm(x, kernel, pads, dilations, gather: bool = False):
             for band in range(b.bands)
         ], axis=nd)  # (N, *out[:-1], bands, outer taps, span, C_in)
     k, d = window[-1], dilations[-1]
-    band = np.arange(b.span)[None, :, None] - np.arange(b.bw)[None, None, :] == d * np.arange(k)[:, None, None]
-    t = jnp.einsum("...vmj,vcq->...cmqj", kernel, band.astype(kernel.dtype), precision=lax.Precision.HIGHEST)
+    # on_band[v, c, q]: input column c of a band is tap v of its output column q
+    on_band = np.arange(b.span)[None, :, None] - np.arange(b.bw)[None, None, :] == d * np.arange(k)[:, None, None]
+    t = jnp.einsum("...vmj,vcq->...cmqj", kernel, on_band.astype(kernel.dtype), precision=lax.Precision.HIGHEST)
     t = t.reshape(-1, b.bw * c_out)  # rows (outer taps, span, C_in), as R's
     y = jnp.dot(rows.reshape(-1, t.shape[0]), t, precision=lax.Precision.HIGHEST)
     y = y.reshape(x.shape[0], *b.out[:-1], b.bands * b.bw, c_out)
