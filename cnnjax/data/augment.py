@@ -245,6 +245,10 @@ def uniform_bytes(key, shape, dtype=jnp.float32):
     per 32-bit random word, so a quarter of the threefry work of ``jax.random.uniform`` (which made the
     random fill of erasing half of the default augmentations' cost on CPU). Fine for image fill: the
     images themselves are 8-bit."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype={jnp.dtype(dtype).name} must be a floating dtype (the noise lies in (0, 1))")
+    if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+        raise ValueError(f"shape={shape!r} must be a tuple of non-negative ints")
     n = math.prod(shape)
     words = jax.random.bits(key, (-(-n // 4),), jnp.uint32)
     k = (words[:, None] >> jnp.array([0, 8, 16, 24], jnp.uint32)) & 255

@@ -318,3 +318,14 @@ def test_random_erasing_fills_with_noise():
         filled = img[img > 0]
         assert 0.1 * 256 * 0.5 <= filled.size <= 0.2 * 256 * 1.6
         assert filled.max() < 1 and len(np.unique(filled)) > filled.size // 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(shape=(4, 4), dtype=jnp.int32), "dtype=int32 must be a floating dtype"),
+     (dict(shape=(4, -1)), "shape=(4, -1) must be a tuple of non-negative ints"),
+     (dict(shape=(4, 2.5)), "shape=(4, 2.5) must be a tuple of non-negative ints")],
+)
+def test_uniform_bytes_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        A.uniform_bytes(jax.random.PRNGKey(0), **kwargs)
