@@ -36,8 +36,10 @@ import traceback
 
 import numpy as np
 
-import cnnjax  # noqa: F401 - first, so that its XLA defaults (cnnjax.xla_defaults) apply before JAX starts
 from benchmarks.harness import interleaved, machine_info, write_json
+from experiments import process_defaults
+
+process_defaults.apply_xla_defaults()  # before JAX starts; no compilation cache: compile times are measured
 
 SECTIONS = ("conv", "lenet5", "resnet20", "compile", "deform_conv", "data_pipeline")
 

@@ -1,7 +1,7 @@
-"""cnnjax: a JAX/Flax functional research codebase for convolutional neural networks."""
+"""cnnjax: a JAX/Flax functional research codebase for convolutional neural networks.
 
-from cnnjax import xla_defaults as _xla_defaults
-
-_xla_defaults.apply()
+Importing cnnjax changes nothing in the process (no environment edits); the entry points apply their
+process-wide defaults themselves (``experiments.process_defaults``).
+"""
 
 __version__ = "0.1.0"

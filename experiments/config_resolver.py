@@ -48,14 +48,18 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, Floati
 
 
 def run_app(main) -> None:
-    """Resolve ``--config``, run the absl ``main`` and turn a user mistake into ``error: ...`` and exit 1."""
+    """Apply the entry points' process defaults, resolve ``--config``, run the absl ``main`` and turn a user
+    mistake into ``error: ...`` and exit 1."""
     import sys
 
     from absl import app
 
+    from experiments import process_defaults
+
     try:
+        process_defaults.apply()
         sys.argv = resolve_argv(sys.argv)
-    except UnknownConfigError as e:
+    except (UnknownConfigError, ValueError, PermissionError) as e:
         sys.exit(f"error: {e}")
     try:
         app.run(main)

@@ -1,0 +1,67 @@
+"""Process-wide defaults of cnnjax's entry points (``experiments.*``, ``benchmarks.run``), applied before JAX
+starts a backend. A library import changes nothing in the process; the entry points call :func:`apply`.
+
+- **XLA:CPU's YNNPACK fusions off.** XLA:CPU hands dots and convolutions to YNNPACK by default; for
+  cnnjax's small CNNs on a few cores its fusions scale badly across threads: with them off (XLA's own
+  Eigen kernels) the LeNet-5 train step on two cores ran at 0.83x PyTorch instead of 0.70x (means of five
+  rounds of ``python -m benchmarks.run --quick --only lenet5`` each), unchanged on one core. Your own
+  ``--xla_cpu_experimental_ynn_fusion_type`` in ``XLA_FLAGS`` wins; ``CNNJAX_XLA_DEFAULTS=0`` leaves
+  ``XLA_FLAGS`` untouched.
+- **A persistent compilation cache**, so a second run of the same config starts training without
+  recompiling: ``$CNNJAX_CACHE_DIR`` (default ``~/.cache/cnnjax/jax``); ``CNNJAX_CACHE_DIR=`` (empty)
+  turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Empty list of YNNPACK fusion types = YNNPACK off.
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+#: Set to "0" to leave ``XLA_FLAGS`` as it is ("1" or unset: apply the defaults).
+OPT_OUT = "CNNJAX_XLA_DEFAULTS"
+#: The compilation cache folder; set it empty to turn the cache off.
+CACHE_DIR = "CNNJAX_CACHE_DIR"
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "cnnjax", "jax")
+
+
+def apply_xla_defaults() -> bool:
+    """Append :data:`YNN_OFF` to ``XLA_FLAGS`` unless the user set that flag (to any value) or opted out
+    with ``CNNJAX_XLA_DEFAULTS=0``. XLA reads the variable once, when the first backend starts, so an entry
+    point calls this before anything runs on JAX. Returns whether the flag was added."""
+    choice = os.environ.get(OPT_OUT, "1")
+    if choice not in ("0", "1"):
+        raise ValueError(f"{OPT_OUT}={choice!r} must be '0' (leave XLA_FLAGS alone) or '1' (apply cnnjax's "
+                         "XLA defaults)")
+    flags = os.environ.get("XLA_FLAGS", "")
+    if choice == "0" or YNN_OFF.rstrip("=") in flags:
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
+    return True
+
+
+def enable_compilation_cache() -> str | None:
+    """Point JAX's persistent compilation cache at ``$CNNJAX_CACHE_DIR`` (default ``~/.cache/cnnjax/jax``)
+    and cache every program however quickly it compiled. Returns the folder, or None when turned off."""
+    folder = os.environ.get(CACHE_DIR, DEFAULT_CACHE_DIR)
+    if not folder:
+        return None
+    folder = os.path.abspath(os.path.expanduser(folder))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(f"{CACHE_DIR}={folder!r} cannot be created ({e.strerror}); set another folder, "
+                              f"or {CACHE_DIR}= (empty) to turn the compilation cache off") from e
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
+
+def apply() -> None:
+    """Every default above, for an entry point (call it before anything runs on JAX)."""
+    apply_xla_defaults()
+    enable_compilation_cache()
+

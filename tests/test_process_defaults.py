@@ -1,0 +1,73 @@
+"""The entry points' process defaults: YNNPACK off and a persistent compilation cache; `import cnnjax` changes
+nothing in the process."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import process_defaults
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _python(code: str, env_update: dict) -> str:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XLA_FLAGS", process_defaults.OPT_OUT, process_defaults.CACHE_DIR)}
+    env.update(env_update)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_importing_cnnjax_leaves_the_environment_alone():
+    code = "import os, cnnjax, cnnjax.training, cnnjax.models; print(repr(os.environ.get('XLA_FLAGS')))"
+    assert _python(code, {}) == "None"
+    assert _python(code, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) == \
+        repr("--xla_force_host_platform_device_count=2")
+
+
+def _flags_after_apply(env_update):
+    code = ("import os; from experiments import process_defaults as p; p.apply_xla_defaults(); "
+            "print(repr(os.environ.get('XLA_FLAGS')))")
+    return eval(_python(code, env_update))  # noqa: S307 - our own repr
+
+
+def test_entry_point_defaults_turn_ynnpack_off_and_keep_other_flags():
+    assert _flags_after_apply({}) == process_defaults.YNN_OFF
+    flags = _flags_after_apply({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert flags == f"--xla_force_host_platform_device_count=2 {process_defaults.YNN_OFF}"
+
+
+def test_a_users_own_setting_and_the_opt_out_are_left_alone():
+    mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+    assert _flags_after_apply({"XLA_FLAGS": mine}) == mine
+    assert _flags_after_apply({process_defaults.OPT_OUT: "0"}) is None
+
+
+def test_the_flag_reaches_the_compiler():
+    code = ("from experiments import process_defaults as p; p.apply_xla_defaults(); import jax, jax.numpy as jnp; "
+            "print('__ynn_fusion' in jax.jit(lambda a, b: a @ b).lower(jnp.ones((64, 64)), jnp.ones((64, 64)))"
+            ".compile().as_text())")
+    assert _python(code, {}) == "False"
+    assert _python(code, {process_defaults.OPT_OUT: "0"}) == "True"  # XLA's own default: YNNPACK fusions on
+
+
+def test_an_unknown_opt_out_value_is_refused_with_a_message(monkeypatch):
+    monkeypatch.setenv(process_defaults.OPT_OUT, "false")
+    with pytest.raises(ValueError, match="CNNJAX_XLA_DEFAULTS='false' must be '0'"):
+        process_defaults.apply_xla_defaults()
+
+
+def test_compilation_cache_is_written_then_reused_and_can_be_turned_off(tmp_path):
+    code = ("from experiments import process_defaults as p; print(p.enable_compilation_cache()); "
+            "import jax, jax.numpy as jnp; jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((32, 32))).block_until_ready()")
+    cache = tmp_path / "cache"
+    assert _python(code, {process_defaults.CACHE_DIR: str(cache)}) == str(cache)
+    entries = sorted(os.listdir(cache))
+    assert entries, "the first run wrote no compiled program into the cache"
+    mtimes = {e: os.stat(cache / e).st_mtime_ns for e in entries}
+    _python(code, {process_defaults.CACHE_DIR: str(cache)})  # the same program again: read, not rewritten
+    assert {e: os.stat(cache / e).st_mtime_ns for e in sorted(os.listdir(cache))
+            if not e.endswith("-atime")} == {e: t for e, t in mtimes.items() if not e.endswith("-atime")}
+    assert _python(code, {process_defaults.CACHE_DIR: ""}) == "None"
