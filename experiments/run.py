@@ -27,6 +27,11 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     if FLAGS.config is None:
         raise app.UsageError("--config=NAME is required")
+    if FLAGS.config.get("trainer", "cnn") == "hog_svm":  # the classic baseline (configs/hog_svm.py)
+        from cnnjax.classic import train_and_evaluate_classic
+
+        train_and_evaluate_classic(FLAGS.config, FLAGS.workdir or default_workdir(sys.argv))
+        return
     if FLAGS.num_processes > 1:
         from cnnjax.training.mesh import initialize_distributed
 
