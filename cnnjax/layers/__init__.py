@@ -4,7 +4,15 @@ from cnnjax.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv
 from cnnjax.layers.deform import DeformConv
 from cnnjax.layers.local import LocallyConnected
 from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, SumPool
-from cnnjax.layers.variants import CONV_VARIANTS, conv_layer, parse_conv_variant
+from cnnjax.layers.variants import (
+    CONV_VARIANTS,
+    STANDARD,
+    ConvVariant,
+    ModuleDef,
+    conv_layer,
+    conv_variant,
+    parse_conv_variant,
+)
 
 __all__ = [
     "Conv",
@@ -19,6 +27,10 @@ __all__ = [
     "GlobalAvgPool",
     "GlobalMaxPool",
     "CONV_VARIANTS",
+    "STANDARD",
+    "ConvVariant",
+    "ModuleDef",
+    "conv_variant",
     "conv_layer",
     "parse_conv_variant",
     "he_normal",

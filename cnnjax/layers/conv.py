@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from cnnjax import ops
 from cnnjax.ops.conv import as_tuple, check_positive_int
@@ -28,11 +30,46 @@ def check_features(features, name: str = "features") -> int:
 def check_groups(groups, c_in: int, features: int) -> int:
     """``groups`` must be a positive int dividing both the input channels and ``features``."""
     groups = check_positive_int(groups, "groups")
-    if c_in % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={c_in}")
-    if features % groups:
-        raise ValueError(f"groups={groups} must divide features={features} (the output channels)")
+    if c_in % groups or features % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={c_in} and features={features}")
     return groups
+
+
+#: Fields that tell the variants of a layer class apart; error messages show those not at their default.
+_VARIANT_FIELDS = ("groups", "dilation", "depth_multiplier", "modulated", "offset_groups")
+
+
+def layer_label(module: nn.Module) -> str:
+    """``layer 'conv2' (Conv groups=4)``: the module's path in its model, its class and its variant fields."""
+    path = "/".join(module.scope.path) if module.scope is not None and module.scope.path else module.name
+    fields = getattr(module, "__dataclass_fields__", {})
+    variant = [
+        f" {f}={getattr(module, f)!r}"
+        for f in _VARIANT_FIELDS
+        if f in fields and getattr(module, f) != fields[f].default
+    ]
+    where = f"layer {path!r}" if path else "layer"
+    return f"{where} ({type(module).__name__}{''.join(variant)})"
+
+
+def names_the_layer(call):
+    """Decorate a layer's ``__call__``: a ValueError raised while it is initialised or applied (a variant
+    that does not fit the layer's channels, a window larger than its input, ...) is re-raised with the
+    layer's path, class and variant in front, e.g.
+    ``layer 'conv2' (Conv groups=4): groups=4 must divide in_channels=6 and features=16``.
+    A message that already names a (nested) layer is left as it is.
+    """
+
+    @functools.wraps(call)
+    def wrapped(self, *args, **kwargs):
+        try:
+            return call(self, *args, **kwargs)
+        except ValueError as err:
+            if str(err).startswith("layer "):
+                raise
+            raise ValueError(f"{layer_label(self)}: {err}").with_traceback(err.__traceback__) from None
+
+    return wrapped
 
 
 def _reshaped_init(init: Initializer, as_shape):
@@ -75,6 +112,7 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         window = kernel_window(self.kernel_size, x.ndim - 2)
         c_in = x.shape[-1]
@@ -101,37 +139,85 @@ def _cast(dtype, *arrays):
     return [None if a is None else a.astype(dtype) for a in arrays]
 
 
-class DepthwiseConv(nn.Module):
-    """Depthwise (channel-wise) convolution layer (seed 004): groups = channels.
+def filters_he_normal(key, shape, dtype=jnp.float32):
+    """He normal for one-channel filters ``(*k, K)``: fan-in ``prod(k)``."""
+    return _reshaped_init(he_normal, lambda s: (*s[:-1], 1, s[-1]))(key, shape, dtype)
 
-    Parameters ``kernel`` ``(*k, C, depth_multiplier)`` and ``bias`` ``(C * depth_multiplier,)``; the call is
-    :func:`cnnjax.ops.depthwise_conv`. He init with fan-in ``prod(k)``.
+
+def depthwise_slots(in_channels: int, features: int) -> tuple[np.ndarray, int]:
+    """Where each of ``K = features`` one-channel filters sits in a depthwise conv of multiplier
+    ``d = ceil(K / C)``: filter ``k`` sees input channel ``m = floor(k C / K)`` and is output ``m d + j``
+    (``j``: its rank among the filters of channel ``m``). Returns ``(slots, d)``; ``slots = arange(K)``
+    when ``C`` divides ``K``."""
+    k = np.arange(features)
+    source = k * in_channels // features  # non-decreasing: the filters of one channel are contiguous
+    multiplier = -(-features // in_channels)
+    return source * multiplier + k - np.searchsorted(source, source), multiplier
+
+
+class DepthwiseConv(nn.Module):
+    """Depthwise (channel-wise) convolution layer (seed 004): every filter sees one input channel.
+
+    Two ways to size it:
+
+    - ``features=None`` (default): ``C * depth_multiplier`` outputs, parameters ``kernel``
+      ``(*k, C, depth_multiplier)`` (TensorFlow's layout) and ``bias`` ``(C * depth_multiplier,)``.
+    - ``features=K`` (the "depthwise" conv variant, a drop-in for a ``C -> K`` convolution, ``K >= C``):
+      parameters ``kernel`` ``(*k, K)`` and ``bias`` ``(K,)``, ``(prod(k) + 1) K`` in all; filter ``k`` sees
+      input channel ``floor(k C / K)``, so the filters are spread over the channels as evenly as possible.
+      When ``C`` divides ``K`` this is exactly the multiplier ``K / C`` form (filter ``m d + j`` = ``kernel[..., m, j]``).
+
+    The call is :func:`cnnjax.ops.depthwise_conv` (for ``K`` not a multiple of ``C``: with multiplier
+    ``ceil(K / C)``, the unused filters fixed at zero and their outputs dropped). He init, fan-in ``prod(k)``.
     """
 
     kernel_size: int | Sequence[int] = 3
     depth_multiplier: int = 1
+    features: int | None = None
     strides: int | Sequence[int] = 1
     padding: Any = "SAME"
     dilation: int | Sequence[int] = 1
     use_bias: bool = True
     pad_mode: str = "constant"
-    kernel_init: Initializer = depthwise_he_normal
+    kernel_init: Initializer | None = None  # None: He normal with fan-in prod(k), for either layout
     bias_init: Initializer = nn.initializers.zeros
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         window = kernel_window(self.kernel_size, x.ndim - 2)
         c = x.shape[-1]
-        d = check_features(self.depth_multiplier, "depth_multiplier")
-        kernel = self.param("kernel", self.kernel_init, (*window, c, d), self.param_dtype)
-        bias = self.param("bias", self.bias_init, (c * d,), self.param_dtype) if self.use_bias else None
         dtype = self.dtype or x.dtype
-        x, kernel, bias = _cast(dtype, x, kernel, bias)
-        return ops.depthwise_conv(
-            x, kernel, bias, stride=self.strides, padding=self.padding, dilation=self.dilation, pad_mode=self.pad_mode
+        op = functools.partial(
+            ops.depthwise_conv, stride=self.strides, padding=self.padding, dilation=self.dilation, pad_mode=self.pad_mode
         )
+        if self.features is None:
+            d = check_features(self.depth_multiplier, "depth_multiplier")
+            kernel = self.param("kernel", self.kernel_init or depthwise_he_normal, (*window, c, d), self.param_dtype)
+            bias = self.param("bias", self.bias_init, (c * d,), self.param_dtype) if self.use_bias else None
+            return op(*_cast(dtype, x, kernel, bias))
+        features = check_features(self.features)
+        if self.depth_multiplier != 1:
+            raise ValueError(f"depth_multiplier={self.depth_multiplier!r} must be 1 when features={features} is given")
+        if features < c:
+            raise ValueError(
+                f"features={features} must be >= in_channels={c} (a depthwise filter sees one input channel, "
+                "and every channel needs one)"
+            )
+        kernel = self.param("kernel", self.kernel_init or filters_he_normal, (*window, features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (features,), self.param_dtype) if self.use_bias else None
+        x, kernel, bias = _cast(dtype, x, kernel, bias)
+        slots, d = depthwise_slots(c, features)
+        if features == c * d:
+            y = op(x, kernel.reshape(*window, c, d), bias)
+        else:
+            dense = jnp.zeros((*window, c * d), kernel.dtype).at[..., slots].set(kernel)
+            y = op(x, dense.reshape(*window, c, d))[..., slots]
+            if bias is not None:
+                y = y + bias
+        return y
 
 
 class SeparableConv(nn.Module):
@@ -157,6 +243,7 @@ class SeparableConv(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         window = kernel_window(self.kernel_size, x.ndim - 2)
         c = x.shape[-1]
@@ -194,6 +281,7 @@ class ConvTranspose(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         window = kernel_window(self.kernel_size, x.ndim - 2)
         c_in = x.shape[-1]

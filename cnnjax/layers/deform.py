@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnnjax.layers.conv import Conv, he_normal, kernel_window
+from cnnjax.layers.conv import Conv, check_groups, he_normal, kernel_window, names_the_layer
 from cnnjax.ops.deform import deform_conv2d
 
 Initializer = Any
@@ -54,6 +54,7 @@ class DeformConv(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         if x.ndim != 4:
             raise ValueError(f"x.shape={x.shape} must be (N, H, W, C_in) for DeformConv")
@@ -61,8 +62,7 @@ class DeformConv(nn.Module):
         if len(window) != 2:
             raise ValueError(f"kernel_size={self.kernel_size!r} must be an int or a pair")
         c_in = x.shape[-1]
-        if not isinstance(self.groups, int) or self.groups < 1 or c_in % self.groups:
-            raise ValueError(f"groups={self.groups!r} must be a positive int dividing in_channels={c_in}")
+        check_groups(self.groups, c_in, self.features)
         if not isinstance(self.offset_groups, int) or self.offset_groups < 1 or c_in % self.offset_groups:
             raise ValueError(
                 f"offset_groups={self.offset_groups!r} must be a positive int dividing in_channels={c_in}"

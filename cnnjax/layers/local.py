@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax import ops
-from cnnjax.layers.conv import Initializer, check_features, kernel_window
+from cnnjax.layers.conv import Initializer, check_features, kernel_window, names_the_layer
 from cnnjax.ops.conv import as_tuple
 from cnnjax.ops.padding import normalize_padding
 
@@ -42,6 +42,7 @@ class LocallyConnected(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         nd = x.ndim - 2
         if nd < 1:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import ops
-from cnnjax.layers.conv import he_normal, kernel_window
+from cnnjax.layers.conv import he_normal, kernel_window, names_the_layer
 
 # LeNet-5, Table I: rows = S2 maps (inputs), columns = C3 maps (outputs). C3 maps 0-5 see 3 contiguous
 # S2 maps, 6-11 see 4 contiguous, 12-14 see 4 non-contiguous, 15 sees all six.
@@ -102,6 +102,7 @@ class PartialConv(nn.Module):
         return dense.at[..., rows, cols].set(kernel)
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         c_in = x.shape[-1]
         table = validate_table(self.table, c_in, self.features)

@@ -109,9 +109,9 @@ def test_dtype_policy():
 
 def test_layer_errors():
     x = jnp.ones((1, 6, 6, 4))
-    with pytest.raises(ValueError, match="groups=3 must divide in_channels=4"):
+    with pytest.raises(ValueError, match="groups=3 must divide in_channels=4 and features=6"):
         jax.eval_shape(layers.Conv(6, 3, groups=3).init, KEY, x)
-    with pytest.raises(ValueError, match="groups=2 must divide features=5"):
+    with pytest.raises(ValueError, match="groups=2 must divide in_channels=4 and features=5"):
         jax.eval_shape(layers.Conv(5, 3, groups=2).init, KEY, x)
     with pytest.raises(ValueError, match="features=0 must be a positive int"):
         jax.eval_shape(layers.SeparableConv(0).init, KEY, x)
@@ -121,6 +121,31 @@ def test_layer_errors():
         jax.eval_shape(layers.DepthwiseConv(3, depth_multiplier=0).init, KEY, x)
     with pytest.raises(ValueError, match="groups=3 must divide"):
         jax.eval_shape(layers.ConvTranspose(6, 3, groups=3).init, KEY, x)
+    with pytest.raises(ValueError, match=r"features=3 must be >= in_channels=4 \(a depthwise filter sees one"):
+        jax.eval_shape(layers.DepthwiseConv(3, features=3).init, KEY, x)
+    with pytest.raises(ValueError, match="depth_multiplier=2 must be 1 when features=8 is given"):
+        jax.eval_shape(layers.DepthwiseConv(3, depth_multiplier=2, features=8).init, KEY, x)
+
+
+def test_a_layer_error_names_the_layer_its_variant_and_channels():
+    class Net(nn.Module):
+        groups: int = 4
+        dilation: int = 2
+
+        @nn.compact
+        def __call__(self, x):
+            x = layers.Conv(8, 3, name="first")(x)
+            return layers.Conv(6, 3, padding="VALID", groups=self.groups, dilation=self.dilation, name="second")(x)
+
+    x = jnp.ones((1, 9, 9, 4))
+    with pytest.raises(ValueError) as err:
+        jax.eval_shape(Net().init, KEY, x)
+    assert str(err.value).splitlines()[0] == (
+        "layer 'second' (Conv groups=4 dilation=2): groups=4 must divide in_channels=8 and features=6"
+    )
+    # An op's own check (a window larger than the input) is named the same way.
+    with pytest.raises(ValueError, match=r"^layer 'second' \(Conv dilation=5\): kernel of size 3 \(dilation 5"):
+        jax.eval_shape(Net(groups=1, dilation=5).init, KEY, x)
 
 
 def test_pooling_modules():
