@@ -31,6 +31,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.dataset.test_limit = 0
     config.dataset.num_threads = 0  # grain threads decoding images (image folders, TFDS)
     config.dataset.num_workers = 0  # grain worker processes decoding images
+    # Image folders (dataset.name='folder:PATH', one sub-folder per class); ignored by the other data sets.
+    config.dataset.target_size = (256, 256)  # (height, width) every image is resized to
+    config.dataset.color_mode = "rgb"  # grayscale | rgb | rgba
+    config.dataset.interpolation = "nearest"  # Pillow resampling: nearest | bilinear | bicubic | lanczos | box | hamming
+    config.dataset.validation_split = 0.0  # fraction of every class held out (also the test set without test_dir)
+    config.dataset.test_dir = ""  # a folder with the same class sub-folders used as the test set
+    config.dataset.skip_corrupt = False  # drop unreadable images with a warning instead of refusing to start
+    config.dataset.check_images = True  # decode every image once before training (unreadable ones are named)
 
     config.augment = default_augment_config()  # training batches only; every transform off by default
 

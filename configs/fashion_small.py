@@ -12,6 +12,7 @@ from configs._base import base_config, runlocal
 def get_config(arg=None):
     config = base_config()
     config.model.name = "small_cnn"
+    config.model.kwargs.conv = "standard"  # a conv variant: --config.model.kwargs.conv=separable, ...
     config.model.kwargs.widths = (32, 64)
     config.model.kwargs.head = "flatten"
     config.model.kwargs.dropout = 0.1

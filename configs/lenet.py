@@ -18,6 +18,7 @@ from configs._base import base_config, runlocal
 def get_config(arg=None):
     config = base_config()
     config.model.name = "lenet5"
+    config.model.kwargs.conv = "standard"  # a conv variant: --config.model.kwargs.conv=separable, ...
     config.num_epochs = 30
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 2e-3

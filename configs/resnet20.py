@@ -11,6 +11,7 @@ from configs._base import base_config, runlocal
 def get_config(arg=None):
     config = base_config()
     config.model.name = "resnet20"
+    config.model.kwargs.conv = "standard"  # a conv variant: --config.model.kwargs.conv=separable, ...
     config.num_epochs = 40
     config.batch_size = 128
     config.optimizer.name = "sgd"

@@ -22,7 +22,9 @@ Semantics, as in Keras ``ImageDataGenerator.flow_from_directory``:
   ``seed=None`` for exactly that.
 
 Errors are raised early and name what is wrong: a ``root`` that does not exist, a class folder without
-images, and (at read time) an unreadable or corrupt image file. ``skip_corrupt=True`` instead decodes every
+images, a symlink cycle (or a folder reached twice through links) inside a class folder, and (at read time)
+an unreadable or corrupt image file. ``check_readable()`` decodes every file once and raises naming the
+unreadable ones (``get_dataset`` calls it before training); ``skip_corrupt=True`` instead decodes every
 file once at construction, drops those that fail and warns with their names.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,6 +44,10 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
 class CorruptImageError(ValueError):
     """An image file that cannot be read or decoded; the message names the file."""
+
+
+class SkippedImagesWarning(UserWarning):
+    """``skip_corrupt=True`` dropped unreadable image files (the message names them)."""
 
 
 def _pil():
@@ -215,17 +222,36 @@ class ImageFolder:
         new.filenames, new.classes = self.filenames[:n], self.classes[:n]
         return new
 
-    def _drop_corrupt(self) -> None:
-        keep, bad = [], []
-        for i, name in enumerate(self.filenames):
+    def unreadable_files(self, max_workers: int | None = None) -> list[tuple[int, str]]:
+        """Decode every file (threads; Pillow releases the GIL): ``(index, "name (reason)")`` of those that fail."""
+
+        def failure(i):
             try:
                 self[i]
-                keep.append(i)
+                return None
             except CorruptImageError as e:
-                bad.append(f"{name} ({e.__cause__ or e})")
+                return i, f"{self.filenames[i]} ({e.__cause__ or e})"
+
+        workers = max_workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(workers) as pool:
+            return [r for r in pool.map(failure, range(len(self))) if r is not None]
+
+    def check_readable(self, max_workers: int | None = None) -> None:
+        """Raise ``CorruptImageError`` naming the files that cannot be decoded (every file is decoded once)."""
+        bad = self.unreadable_files(max_workers)
         if bad:
-            warnings.warn(f"skipped {len(bad)} unreadable image file(s) in {self.root!r}: " + "; ".join(bad),
-                          stacklevel=3)
+            shown = "; ".join(b for _, b in bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise CorruptImageError(f"{len(bad)} of {len(self)} image file(s) in {self.root!r} cannot be read: "
+                                    f"{shown}. Fix or remove them, or set dataset.skip_corrupt=True to skip them")
+
+    def _drop_corrupt(self) -> None:
+        failures = self.unreadable_files()
+        if failures:
+            bad = [b for _, b in failures]
+            drop = {i for i, _ in failures}
+            keep = [i for i in range(len(self)) if i not in drop]
+            warnings.warn(SkippedImagesWarning(f"skipped {len(bad)} unreadable image file(s) in {self.root!r}: "
+                                               + "; ".join(bad)), stacklevel=3)
             self.filenames = [self.filenames[i] for i in keep]
             self.classes = self.classes[keep]
             if not len(self.filenames):
@@ -237,10 +263,22 @@ class ImageFolder:
 
 
 def _list_images(root: str, class_name: str) -> list[str]:
-    """Image files under ``root/class_name`` (recursively), relative to ``root``, sorted."""
+    """Image files under ``root/class_name`` (recursively, following links), relative to ``root``, sorted.
+
+    A folder reached a second time (a symlink cycle, or two links to one folder) is an error: following it
+    would list the same files again and again.
+    """
     out = []
     base = os.path.join(root, class_name)
+    seen = {}  # real path of every folder walked -> the path it was reached by
     for dirpath, dirnames, files in os.walk(base, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            kind = "a symlink cycle" if (real == os.path.commonpath([real, os.path.realpath(
+                os.path.dirname(dirpath))])) else "a second link to one folder"
+            raise ValueError(f"image folder {dirpath!r} is {seen[real]!r} again ({kind}); remove the link so every "
+                             "image is listed once")
+        seen[real] = dirpath
         dirnames.sort()
         for f in files:
             if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."):

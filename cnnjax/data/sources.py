@@ -246,7 +246,11 @@ def digits_dataset() -> Dataset:
 
 
 def folder_dataset(root: str, config) -> Dataset:
-    """``folder:ROOT``: training images from ``ROOT`` (one sub-folder per class).
+    """``folder:ROOT``: training images from ``ROOT`` (one sub-folder per class, at least 2).
+
+    Every image is decoded once here (``dataset.check_images``, default True), so an unreadable file is
+    reported before training, not when it is first drawn; ``dataset.skip_corrupt=True`` drops such files
+    with a warning instead.
 
     ``dataset.validation_split > 0`` holds out that fraction of every class as ``validation``
     (Keras ``subset='validation'``). ``test`` is ``dataset.test_dir`` (same class folders) when given,
@@ -277,6 +281,12 @@ def folder_dataset(root: str, config) -> Dataset:
     else:
         raise ValueError(f"dataset.name='folder:{root}' needs a test set: set dataset.validation_split > 0 "
                          "(the validation subset is then also the test set) or dataset.test_dir=FOLDER")
+    if train.num_classes < 2:
+        raise ValueError(f"dataset.name='folder:{root}' has {train.num_classes} class folder(s) "
+                         f"{list(train.class_names)}; a classifier needs at least 2 (one sub-folder per class)")
+    if config.get("check_images", True) and not kwargs["skip_corrupt"]:
+        for split in {id(s): s for s in (train, validation, test) if s is not None}.values():
+            split.check_readable(int(config.get("num_threads", 0)) or None)
     return Dataset(train, test, validation, train.num_classes, train.class_names)
 
 
@@ -296,6 +306,31 @@ def tfds_dataset(name: str, config) -> Dataset:
     validation = tfds_source.TfdsSource(builder, "validation") if "validation" in splits else None
     names = tfds_source.class_names(builder)
     return Dataset(train, test, validation, len(names), names)
+
+
+def labels_of(source) -> np.ndarray | None:
+    """Every label of ``source`` when it holds them in memory (``ArraySource``, ``ImageFolder``, ``Subset``)."""
+    if isinstance(source, Subset):
+        labels = labels_of(source.source)
+        return None if labels is None else labels[source.indices]
+    labels = getattr(source, "labels", None)
+    return None if labels is None else np.asarray(labels)
+
+
+def check_labels(ds: Dataset, name: str) -> None:
+    """Every label of every split lies in ``[0, num_classes)`` (a ``ValueError`` naming the first that does not).
+
+    Sources without labels in memory (TFDS, whose ``ClassLabel`` already guarantees the range) are skipped.
+    """
+    for split, source in (("train", ds.train), ("validation", ds.validation), ("test", ds.test)):
+        labels = None if source is None else labels_of(source)
+        if labels is None or not len(labels):
+            continue
+        bad = np.flatnonzero((labels < 0) | (labels >= ds.num_classes))
+        if len(bad):
+            raise ValueError(f"dataset.name={name!r}: the {split} split has {len(bad)} label(s) outside "
+                             f"[0, {ds.num_classes}) for its {ds.num_classes} classes, the first "
+                             f"{int(labels[bad[0]])} at example {int(bad[0])}")
 
 
 DATASETS = ("fashion_mnist", "mnist", "digits", "folder:PATH", "tfds:NAME", "synthetic")
@@ -343,6 +378,7 @@ def get_dataset(config) -> Dataset:
         else:
             train, validation = split_validation(ds.train, validation_size, seed)
             ds = dataclasses.replace(ds, train=train, validation=validation)
+    check_labels(ds, name)
     limit_train, limit_test = int(config.get("train_limit", 0)), int(config.get("test_limit", 0))
     if limit_train or limit_test:
         ds = dataclasses.replace(

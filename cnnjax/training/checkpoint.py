@@ -4,22 +4,70 @@
 epoch end) and is what a restarted run resumes from; ``workdir/checkpoints/best`` keeps the single
 checkpoint with the best validation accuracy. A checkpoint that cannot be read (for example truncated by
 a crash) is skipped with a warning and the previous one is used.
+
+Integrity: orbax/TensorStore store the arrays without a checksum of their data (zarr3's crc32c covers only
+the shard index), so every checkpoint's JSON item carries ``sha256``, a digest of its arrays (path, dtype,
+shape, bytes) and of the rest of the JSON item. A restored checkpoint whose digest differs (bit rot, a
+partial copy, a flipped byte that still decodes) is treated like an unreadable one: moved aside to
+``checkpoints/unreadable-<step>[.<n>]`` with a one-line warning, and the previous checkpoint is used.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import json
 import os
 import warnings
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
-
-log = logging.getLogger(__name__)
 
 
 class CheckpointMismatchError(ValueError):
     """The workdir holds checkpoints of a different model or set-up."""
+
+
+class UnreadableCheckpointWarning(UserWarning):
+    """A checkpoint could not be read or verified; it was moved aside and the previous one is used."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint whose arrays or JSON item do not match the digest saved with it."""
+
+
+def _host_array(leaf) -> np.ndarray:
+    """A leaf as one host array (a replicated array of a multi-process run: this process's first shard)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return np.asarray(leaf.addressable_shards[0].data)
+    return np.asarray(leaf)
+
+
+def checkpoint_digest(tree, data: dict) -> str:
+    """sha256 over every array of ``tree`` (key path, dtype, shape, bytes) and the JSON of ``data``."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        a = np.ascontiguousarray(_host_array(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    payload = {k: v for k, v in data.items() if k != "sha256"}
+    h.update(json.dumps(payload, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _with_digest(tree, data: dict) -> dict:
+    return {**data, "sha256": checkpoint_digest(tree, data)}
+
+
+def verify_digest(step: int, tree, data: dict) -> None:
+    """Raise ``CorruptCheckpointError`` unless ``data["sha256"]`` is the digest of ``tree`` and ``data``."""
+    saved = data.get("sha256")
+    if saved is None:
+        raise CorruptCheckpointError(f"checkpoint at step {step} has no sha256 digest")
+    actual = checkpoint_digest(tree, data)
+    if actual != saved:
+        raise CorruptCheckpointError(f"checkpoint at step {step}: sha256 of the restored arrays is "
+                                     f"{actual[:12]}..., saved {saved[:12]}...")
 
 
 def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
@@ -44,6 +92,7 @@ class Checkpoints:
 
     def save(self, step: int, tree, data: dict) -> None:
         """Save ``tree`` (arrays) and ``data`` (JSON: iterator position, running sums, identity)."""
+        data = _with_digest(tree, data)
         self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data)),
                          force=True)
 
@@ -53,13 +102,15 @@ class Checkpoints:
             self._best = _manager(self.best_dir, 1, best=True)
         if step in self._best.all_steps():  # a resumed run reaching a step it had already offered
             return
+        data = _with_digest(tree, data)
         self._best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data)),
                         metrics={"validation_accuracy": float(validation_accuracy)}, force=True)
 
     def restore_latest(self, abstract_tree, identity: dict):
-        """Restore the newest readable checkpoint: ``(tree, data)``, or ``None`` when there is none.
+        """Restore the newest readable, verified checkpoint: ``(tree, data)``, or ``None`` when there is none.
 
-        ``identity`` (model name, parameter count, ...) must equal what the checkpoint recorded.
+        ``identity`` (model name, parameter count, ...) must equal what the checkpoint recorded. A checkpoint
+        that cannot be read or whose digest differs is moved aside and the previous one is tried.
         """
         for step in sorted(self.latest.all_steps(), reverse=True):
             try:
@@ -77,6 +128,7 @@ class Checkpoints:
                 restored = self.latest.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_tree))
                 )
+                verify_digest(step, restored.state, data)
             except Exception as e:  # noqa: BLE001
                 self._discard(step, e)
                 continue
@@ -84,13 +136,15 @@ class Checkpoints:
         return None
 
     def _discard(self, step: int, error: Exception) -> None:
-        """Warn about an unreadable checkpoint and move it aside (``unreadable-<step>``), so the resumed
-        run can save that step again and nothing is deleted."""
-        warnings.warn(f"checkpoint at step {step} is unreadable ({type(error).__name__}: {error}); "
-                      "falling back to the previous one", stacklevel=3)
+        """Move an unreadable checkpoint aside (``unreadable-<step>``, or ``unreadable-<step>.<n>`` when that
+        name is taken) with a one-line warning, so the resumed run can save that step again; nothing is deleted."""
         directory = str(self.latest.directory)
-        aside = os.path.join(os.path.dirname(directory), f"unreadable-{step}")
-        os.replace(os.path.join(directory, str(step)), aside)
+        aside = quarantine(os.path.join(directory, str(step)), os.path.join(os.path.dirname(directory),
+                                                                            f"unreadable-{step}"))
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        warnings.warn(UnreadableCheckpointWarning(
+            f"checkpoint at step {step} is unreadable ({type(error).__name__}: {reason}); moved to {aside}, "
+            "falling back to the previous one"), stacklevel=2)
         self.latest.reload()
 
     def close(self) -> None:
@@ -102,3 +156,28 @@ class Checkpoints:
 def abstract_tree(tree):
     """Shapes, dtypes and shardings of ``tree``, as orbax needs them for restoring."""
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def quarantine(path: str, aside: str) -> str:
+    """Rename ``path`` to ``aside``, or to ``aside.2``, ``aside.3``, ... if taken; return the name used.
+
+    In a multi-process run process 0 renames and every process waits for it.
+    """
+    target = None
+    if jax.process_index() == 0:
+        n = 1
+        while True:
+            target = aside if n == 1 else f"{aside}.{n}"
+            if not os.path.lexists(target):
+                try:
+                    os.rename(path, target)
+                    break
+                except OSError:  # created meanwhile (or a non-empty directory of that name): try the next
+                    if not os.path.lexists(path) or n > 1000:
+                        raise
+            n += 1
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"quarantine {path}")
+    return target or aside

@@ -4,6 +4,12 @@ Data flow: config -> data source -> grain batches (uint8 NHWC, this process's sh
 sharded over the mesh's ``data`` axis -> jitted, donated step -> metrics.jsonl / TensorBoard /
 checkpoints / summary.json in the workdir. A restarted run resumes from the newest readable checkpoint,
 at the exact batch where it stopped, and ends with the same numbers as an uninterrupted run.
+
+Order of a start (see README "Reliability"): check the config's values; a workdir holding a finished run of
+the same config returns its summary untouched, one of another config is refused (``run_identity``); load
+the data set (labels checked) and build the model; only then create the workdir, take its lock (one
+writer), record ``config.json`` and train. A refused start writes nothing. SIGINT/SIGTERM save a
+checkpoint at the current step and raise ``TrainingInterrupted``; rerunning resumes bitwise exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import functools
 import hashlib
 import math
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -24,15 +32,66 @@ from cnnjax.data.sources import get_dataset
 from cnnjax.models import get_model
 from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
+from cnnjax.training.config_checks import check_config, check_dataset
 from cnnjax.training.metrics import MetricWriter, to_python, write_json
 from cnnjax.training.optimizers import freeze, make_optimizer
 from cnnjax.training.pretrained import load_pretrained
+from cnnjax.training.run_identity import (
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    ConfigMismatchError,
+    check_same_run,
+    config_differences,
+    finished_summary,
+)
 from cnnjax.training.state import TrainState
 from cnnjax.training.steps import eval_step, new_train_sums, train_step_and_sum
+from cnnjax.training.workdir_lock import WorkdirBusyError, WorkdirLock
+
+__all__ = ["ConfigMismatchError", "NonFiniteLossError", "TrainingInterrupted", "WorkdirBusyError",
+           "config_differences", "finished_summary", "train_and_evaluate"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or Inf."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped the run after a checkpoint at ``step`` was saved; rerunning resumes it."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+        super().__init__(f"interrupted at step {step}; rerun the same command to resume")
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM only set ``signum``; the loop saves a checkpoint and stops.
+
+    A second signal stops at once (``KeyboardInterrupt``). Only in the main thread of a single-process run:
+    in a ``jax.distributed`` run every process would have to agree on the step, so signals keep their
+    default effect there (the run resumes from its last periodic checkpoint).
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            self.__exit__()
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -148,18 +207,6 @@ def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,), workers=
     return result
 
 
-def _validate(config, dataset):
-    num_epochs = config.num_epochs
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs={num_epochs!r} must be an int >= 1")
-    batch_size = config.batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
-    if batch_size > len(dataset.train):
-        raise ValueError(f"batch_size={batch_size} is larger than the {len(dataset.train)} training examples "
-                         f"of {config.dataset.name}")
-
-
 def _make_augment_fn(config):
     if not config.get("augment"):
         return None
@@ -171,12 +218,24 @@ def _make_augment_fn(config):
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train ``config.model`` on ``config.dataset``; write config, metrics, checkpoints, summary to ``workdir``.
 
-    Returns the summary (also in ``workdir/summary.json``).
+    Returns the summary (also in ``workdir/summary.json``). A workdir that already holds the finished run
+    of this config is left untouched and its saved summary returned. Raises ``ConfigMismatchError`` for a
+    workdir of another config, ``WorkdirBusyError`` while another process writes it,
+    ``TrainingInterrupted`` after SIGINT/SIGTERM (a checkpoint at the current step is saved first).
     """
-    workdir = prepare_workdir(workdir)
+    workdir = os.path.abspath(workdir)
     lead = jax.process_index() == 0
+    check_config(config)
+    done = finished_summary(config, workdir)
+    if done is not None:
+        if lead:
+            print(f"this run is already finished; nothing to do. Summary in {os.path.join(workdir, SUMMARY_FILE)}",
+                  flush=True)
+        return done
+
+    # Everything that can fail on the config or the data fails here, before the workdir is touched.
     dataset = get_dataset(config.dataset)
-    _validate(config, dataset)
+    check_dataset(config, dataset)
     mesh = mesh_lib.make_mesh()
     batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
     eval_batch_size = int(config.get("eval_batch_size", 1000))
@@ -187,6 +246,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     total_steps = steps * num_epochs
 
     model = build_model(config, dataset.num_classes)
+    augment_fn = _make_augment_fn(config)
     image_shape = tuple(dataset.image_shape)
     trainable_mask = trainable_mask_for(config, model, image_shape)
     state = create_train_state(config, model, image_shape, total_steps, steps, trainable_mask)
@@ -195,40 +255,76 @@ def train_and_evaluate(config, workdir: str) -> dict:
     num_params = count_params(state.params)
     identity = checkpoint_identity(config, state, image_shape, dataset.num_classes)
 
-    if lead:
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    prepare_workdir(workdir)
+    lock = _lock_workdir(workdir)
+    try:
+        # Checked again under the lock: another process may have finished or started this workdir meanwhile.
+        done = finished_summary(config, workdir)
+        if done is not None:
+            if lead:
+                print(f"this run was finished meanwhile; summary in {os.path.join(workdir, SUMMARY_FILE)}", flush=True)
+            return done
+        if lead and not check_same_run(config, workdir):
+            write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+        with StopSignals() as stop:
+            return _train(config, workdir, dataset, mesh, state, steps, augment_fn, identity, num_params, stop)
+    finally:
+        lock.release()
+
+
+def _lock_workdir(workdir: str) -> WorkdirLock:
+    """Take this process's lock of ``workdir``; in a multi-process run all processes take theirs or none."""
+    lock, busy = WorkdirLock(workdir, jax.process_index()), None
+    try:
+        lock.acquire()
+    except WorkdirBusyError as e:
+        busy = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        held = multihost_utils.process_allgather(np.asarray(busy is None, np.int32))
+        if busy is None and not np.all(held):
+            lock.release()
+            busy = WorkdirBusyError(f"workdir {workdir} is in use by another run (another process of this run "
+                                    "could not take its lock); wait for it to finish, or use another --workdir")
+    if busy is not None:
+        raise busy
+    return lock
+
+
+def _train(config, workdir, dataset, mesh, state, steps, augment_fn, identity, num_params, stop) -> dict:
+    """Resume from the newest verified checkpoint (if any), train, evaluate, write the summary."""
+    lead = jax.process_index() == 0
     writer = MetricWriter(workdir, tensorboard=bool(config.get("tensorboard", True)), enabled=lead)
     checkpoints = Checkpoints(workdir, keep=int(config.get("checkpoint_keep", 2)))
-
-    # Resume: the newest readable checkpoint gives the state, the batch to continue from and the sums.
-    epoch, start_batch, sums = 0, 0, new_train_sums()
-    history = {"train_time_s": 0.0, "images_seen": 0, "best_validation_accuracy": None}
-    restored = checkpoints.restore_latest(abstract_tree(state.checkpoint_tree()), identity)
-    if restored is not None:
-        tree, data = restored
-        state = state.from_checkpoint_tree(tree)
-        epoch, start_batch = data["epoch"], data["batch"]
-        sums = {k: jnp.asarray(v, new_train_sums()[k].dtype) for k, v in data["sums"].items()}
-        history = data["history"]
-        writer.truncate_after(int(state.step))
-        if lead:
-            print(f"resumed from the checkpoint at step {int(state.step)} (epoch {epoch + 1}, batch {start_batch})",
-                  flush=True)
-
-    state = mesh_lib.replicate(state, mesh)
-    sums = mesh_lib.replicate(sums, mesh)
-    augment_fn = _make_augment_fn(config)
-    step_fn = jax.jit(
-        functools.partial(train_step_and_sum, label_smoothing=float(config.get("label_smoothing", 0.0)),
-                          augment_fn=augment_fn, ema_decay=float(config.get("ema_decay", 0.0))),
-        donate_argnums=(0, 1),
-    )
-    top_k = (1, 5) if dataset.num_classes > 10 else (1,)
-    eval_fn = jax.jit(functools.partial(eval_step, use_ema=bool(config.get("eval_with_ema", False)), top_k=top_k))
-
     try:
+        # Resume: the newest readable checkpoint gives the state, the batch to continue from and the sums.
+        epoch, start_batch, sums = 0, 0, new_train_sums()
+        history = {"train_time_s": 0.0, "images_seen": 0, "best_validation_accuracy": None}
+        restored = checkpoints.restore_latest(abstract_tree(state.checkpoint_tree()), identity)
+        if restored is not None:
+            tree, data = restored
+            state = state.from_checkpoint_tree(tree)
+            epoch, start_batch = data["epoch"], data["batch"]
+            sums = {k: jnp.asarray(v, new_train_sums()[k].dtype) for k, v in data["sums"].items()}
+            history = data["history"]
+            writer.truncate_after(int(state.step))
+            if lead:
+                print(f"resumed from the checkpoint at step {int(state.step)} (epoch {epoch + 1}, batch {start_batch})",
+                      flush=True)
+
+        state = mesh_lib.replicate(state, mesh)
+        sums = mesh_lib.replicate(sums, mesh)
+        step_fn = jax.jit(
+            functools.partial(train_step_and_sum, label_smoothing=float(config.get("label_smoothing", 0.0)),
+                              augment_fn=augment_fn, ema_decay=float(config.get("ema_decay", 0.0))),
+            donate_argnums=(0, 1),
+        )
+        top_k = (1, 5) if dataset.num_classes > 10 else (1,)
+        eval_fn = jax.jit(functools.partial(eval_step, use_ema=bool(config.get("eval_with_ema", False)),
+                                            top_k=top_k))
         return _train_loop(config, workdir, dataset, mesh, state, sums, history, epoch, start_batch, steps,
-                           step_fn, eval_fn, top_k, identity, num_params, writer, checkpoints)
+                           step_fn, eval_fn, top_k, identity, num_params, writer, checkpoints, stop)
     finally:
         checkpoints.close()
         writer.close()
@@ -256,7 +352,7 @@ def save_checkpoint(checkpoints: Checkpoints, state, sums, epoch: int, batch: in
 
 
 def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoch, start_batch, steps, step_fn,
-                eval_fn, top_k, identity, num_params, writer, checkpoints) -> dict:
+                eval_fn, top_k, identity, num_params, writer, checkpoints, stop: StopSignals) -> dict:
     lead = jax.process_index() == 0
     pc, pi = jax.process_count(), jax.process_index()
     batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
@@ -279,11 +375,15 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
                 t0 = time.perf_counter()
             else:
                 done_here += 1
-            if every and (i + 1) % every == 0 and i + 1 < steps:
+            stopping = stop.signum is not None and i + 1 < steps  # at an epoch end: after its evaluation
+            if (every and (i + 1) % every == 0 and i + 1 < steps) or stopping:
                 history["train_time_s"] += time.perf_counter() - t0
                 history["images_seen"] += done_here * batch_size
                 t0, done_here = time.perf_counter(), 0
                 save_checkpoint(checkpoints, state, sums, epoch, i + 1, history, identity)
+                if stopping:
+                    bar.close()
+                    raise TrainingInterrupted(int(jax.device_get(state.step)), stop.signum)
             if i % 20 == 0 or i == steps - 1:
                 bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
                                 img_s=f"{done_here * batch_size / max(time.perf_counter() - t0, 1e-9):,.0f}")
@@ -318,6 +418,8 @@ def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoc
         if lead:
             rate = history["images_seen"] / max(history["train_time_s"], 1e-9)
             print(line + f" ({rate:,.0f} images/s)", flush=True)
+        if stop.signum is not None:
+            raise TrainingInterrupted(int(jax.device_get(state.step)), stop.signum)
 
     test = evaluate(eval_fn, state, dataset.test, eval_batch_size, mesh, top_k, decode_workers(config))
     writer.write(int(state.step), "test", test)

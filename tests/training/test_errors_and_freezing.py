@@ -4,9 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from cnnjax.training.checkpoint import CheckpointMismatchError
 from cnnjax.training.metrics import read_metrics
-from cnnjax.training.train import NonFiniteLossError, train_and_evaluate
+from cnnjax.training.train import ConfigMismatchError, NonFiniteLossError, train_and_evaluate
 from configs._base import base_config
 
 
@@ -57,7 +56,7 @@ def test_bad_config_values(tmp_path, field, value, message):
 def test_changed_state_structure_is_refused_not_deleted(tmp_path):
     train_and_evaluate(synthetic_config(), str(tmp_path))
     before = sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir())
-    with pytest.raises(CheckpointMismatchError, match="state_structure"):
+    with pytest.raises(ConfigMismatchError, match="ema_decay: 0.0 in the workdir's run, 0.99 now"):
         train_and_evaluate(synthetic_config(ema_decay=0.99), str(tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir()) == before
 
@@ -65,7 +64,7 @@ def test_changed_state_structure_is_refused_not_deleted(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     train_and_evaluate(synthetic_config(), str(tmp_path))
     c = synthetic_config(**{"model.name": "resnet20"})
-    with pytest.raises(CheckpointMismatchError, match=r"'model': 'lenet5'.*'model': 'resnet20'.*another --workdir"):
+    with pytest.raises(ConfigMismatchError, match=r"model.name: 'lenet5' in the workdir's run, 'resnet20' now.*another --workdir"):
         train_and_evaluate(c, str(tmp_path))
 
 

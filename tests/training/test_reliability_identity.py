@@ -1,0 +1,171 @@
+"""Fault injection: a workdir's run is its config. Another config is refused before anything is written,
+the same config on a finished run changes no file, and every bad value is refused before any training."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from cnnjax.training import train as train_lib
+from cnnjax.training.run_identity import (
+    RESULT_NEUTRAL_FIELDS,
+    ConfigMismatchError,
+    config_differences,
+    finished_summary,
+)
+from cnnjax.training.train import train_and_evaluate
+from tests.training.reliability_helpers import tiny_config, tree_digest
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("finished")
+    summary = train_and_evaluate(tiny_config(), str(workdir))
+    return workdir, summary
+
+
+def test_rerun_of_finished_run_changes_no_file_and_returns_its_summary(finished, capsys):
+    workdir, summary = finished
+    before = tree_digest(workdir)
+    again = train_and_evaluate(tiny_config(), str(workdir))
+    assert tree_digest(workdir) == before
+    assert again == json.loads((workdir / "summary.json").read_text())
+    assert again["test_loss"] == summary["test_loss"]
+    assert f"already finished; nothing to do. Summary in {workdir / 'summary.json'}" in capsys.readouterr().out
+
+
+def test_result_neutral_fields_may_change(finished):
+    workdir, summary = finished
+    before = tree_digest(workdir)
+    c = tiny_config(progress_bar=True, tensorboard=True, checkpoint_every_steps=5, checkpoint_keep=1,
+                    **{"dataset.num_threads": 2})
+    assert train_and_evaluate(c, str(workdir))["test_loss"] == summary["test_loss"]
+    assert tree_digest(workdir) == before
+
+
+CHANGES = [
+    ({"optimizer.learning_rate": 3e-4}, ["optimizer.learning_rate: 0.001 in the workdir's run, 0.0003 now"]),
+    ({"dataset.name": "digits"}, ["dataset.name: 'synthetic' in the workdir's run, 'digits' now"]),
+    ({"batch_size": 32, "seed": 1}, ["batch_size: 64 in the workdir's run, 32 now", "seed: 0 in the workdir's run, 1 now"]),
+    ({"num_epochs": 3}, ["num_epochs: 2 in the workdir's run, 3 now"]),  # extending a run is refused too
+    ({"augment.hflip": False, "ema_decay": 0.5},
+     ["augment.hflip: True in the workdir's run, False now", "ema_decay: 0.0 in the workdir's run, 0.5 now"]),
+]
+
+
+@pytest.mark.parametrize("overrides, lines", CHANGES)
+def test_changed_config_is_refused_and_the_workdir_unchanged(finished, tmp_path, overrides, lines):
+    workdir, _ = finished
+    # The finished run, and the same run before it finished (no summary): both refuse another config.
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(workdir, unfinished)
+    (unfinished / "summary.json").unlink()
+    for w in (workdir, unfinished):
+        before = tree_digest(w)
+        with pytest.raises(ConfigMismatchError) as info:
+            train_and_evaluate(tiny_config(**overrides), str(w))
+        message = str(info.value)
+        assert "\n" not in message and "use another --workdir" in message
+        assert f"{len(lines)} field(s) differ" in message
+        for line in lines:
+            assert line in message
+        assert tree_digest(w) == before
+
+
+def test_config_differences_and_finished_summary(finished, tmp_path):
+    workdir, summary = finished
+    saved = json.loads((workdir / "config.json").read_text())
+    assert config_differences(saved, tiny_config()) == []
+    assert config_differences(saved, tiny_config(progress_bar=True)) == []  # result-neutral
+    assert "progress_bar" in RESULT_NEUTRAL_FIELDS and "optimizer.learning_rate" not in RESULT_NEUTRAL_FIELDS
+    assert config_differences(saved, tiny_config(**{"optimizer.momentum": 0.5})) == [
+        "optimizer.momentum: 0.9 in the workdir's run, 0.5 now"]
+    extra = tiny_config()
+    extra.model.kwargs.dropout = 0.1
+    assert config_differences(saved, extra) == ["model.kwargs: {} in the workdir's run, (absent) now",
+                                                "model.kwargs.dropout: (absent) in the workdir's run, 0.1 now"]
+    assert finished_summary(tiny_config(), str(workdir)) == summary
+    assert finished_summary(tiny_config(), str(tmp_path / "nothing")) is None  # no folder at all
+    assert finished_summary(tiny_config(), str(tmp_path)) is None  # an empty folder
+    with pytest.raises(ConfigMismatchError, match=r"seed: 0 in the workdir's run, 5 now"):
+        finished_summary(tiny_config(seed=5), str(workdir))
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    (orphan / "summary.json").write_text("{}")
+    with pytest.raises(ConfigMismatchError, match="no config.json, so its run's config is unknown"):
+        finished_summary(tiny_config(), str(orphan))
+
+
+BAD_VALUES = [
+    ("eval_batch_size", 0, r"eval_batch_size=0 must be an int >= 1"),
+    ("dataset.train_limit", -5, r"dataset.train_limit=-5 must be an int >= 0"),
+    ("dataset.test_limit", -1, r"dataset.test_limit=-1 must be an int >= 0"),
+    ("dataset.validation_size", -3, r"dataset.validation_size=-3 must be an int >= 0"),
+    ("checkpoint_keep", 0, r"checkpoint_keep=0 must be an int >= 1"),
+    ("checkpoint_every_steps", -1, r"checkpoint_every_steps=-1 must be an int >= 0"),
+    ("ema_decay", 1.0, r"ema_decay=1.0 must be a number in \[0.0, 1.0\)"),
+    ("label_smoothing", 1.5, r"label_smoothing=1.5 must be a number in \[0.0, 1.0\)"),
+    ("label_smoothing", -0.1, r"label_smoothing=-0.1 must be a number in \[0.0, 1.0\)"),
+    ("seed", -1, r"seed=-1 must be an int >= 0"),
+    ("batch_size", 0, r"batch_size=0 must be an int >= 1"),
+    ("eval_with_ema", True, r"eval_with_ema=True needs ema_decay > 0"),
+    ("dataset.num_threads", -2, r"dataset.num_threads=-2 must be an int >= 0"),
+    ("dataset.validation_split", 1.0, r"dataset.validation_split=1.0 must be a number in \[0.0, 1.0\)"),
+    ("dataset.target_size", (0, 8), r"dataset.target_size=\(0, 8\) must be \(height, width\)"),
+    ("dataset.color_mode", "cmyk", r"dataset.color_mode='cmyk' is not allowed; allowed: 'grayscale'"),
+    ("optimizer.momentum", 1.5, r"optimizer.momentum=1.5 must be a number in \[0.0, 1.0\)"),
+    ("optimizer.grad_clip_norm", -1.0, r"optimizer.grad_clip_norm=-1.0 must be a number >= 0.0"),
+    ("optimizer.warmup_epochs", -1, r"optimizer.warmup_epochs=-1 must be an int >= 0"),
+    ("optimizer.decay_factor", -0.1, r"optimizer.decay_factor=-0.1 must be a number >= 0.0"),
+]
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if the data set is loaded or the loop starts: bad values must be caught before."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("got past the config checks")
+
+    monkeypatch.setattr(train_lib, "get_dataset", forbidden)
+    monkeypatch.setattr(train_lib, "_train_loop", forbidden)
+
+
+@pytest.mark.parametrize("field, value, message", BAD_VALUES)
+def test_bad_value_is_one_line_before_any_training_or_writing(tmp_path, no_training, field, value, message):
+    workdir = tmp_path / "w"
+    with pytest.raises((ValueError, TypeError), match=message) as info:
+        train_and_evaluate(tiny_config(**{field: value}), str(workdir))
+    assert "\n" not in str(info.value)
+    assert not workdir.exists()
+
+
+def test_bad_value_is_refused_on_an_existing_workdir_without_change(finished):
+    workdir, _ = finished
+    before = tree_digest(workdir)
+    with pytest.raises(ValueError, match="eval_batch_size=0"):
+        train_and_evaluate(tiny_config(eval_batch_size=0), str(workdir))
+    assert tree_digest(workdir) == before
+
+
+def test_num_classes_below_two_is_refused_before_writing(tmp_path, monkeypatch):
+    from cnnjax.data.sources import synthetic_dataset
+
+    monkeypatch.setattr(train_lib, "get_dataset", lambda config: synthetic_dataset(num_classes=1))
+    with pytest.raises(ValueError, match=r"has 1 class\(es\) \['0'\]; a classifier needs at least 2"):
+        train_and_evaluate(tiny_config(), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_model_that_cannot_be_built_leaves_no_workdir(tmp_path):
+    c = tiny_config()
+    c.model.kwargs.conv = "no_such_variant"
+    with pytest.raises(ValueError, match="no_such_variant"):
+        train_and_evaluate(c, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_refused_start_on_a_new_folder_creates_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        train_and_evaluate(tiny_config(**{"dataset.name": "nonexistent"}), str(tmp_path / "new"))
+    assert os.listdir(tmp_path) == []
