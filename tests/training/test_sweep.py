@@ -1,41 +1,163 @@
-import json
+"""Sweeps end to end through the real CLI (``python -m experiments.sweep``) on a tiny synthetic sweep:
+results, a re-run that trains nothing, a SIGKILLed sweep resumed, ``--collect``, the conv_ablation dry run."""
 
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
 import pytest
 
-from cnnjax.training.sweep import apply_overrides, run_sweep
-from configs._base import base_config
+from cnnjax.models import get_model
+from cnnjax.training.sweeps import collect, plan
+from tests.conftest import REPO_ROOT
+
+TINY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweep_config_tiny.py")
+TRIALS = ["conv=standard,seed=0", "conv=standard,seed=1", "conv=dilated-2,seed=0", "conv=dilated-2,seed=1"]
+OUTPUTS = ("results.csv", "results.md", "accuracy_vs_params.png", "accuracy_vs_flops.png", "learning_curves.png")
+DETERMINISTIC = ("trial", "model.kwargs.conv", "seed", "test_accuracy", "test_loss", "num_params", "flops_per_example")
 
 
-def _sweep_config():
-    c = base_config()
-    c.dataset.name = "synthetic"
-    c.num_epochs, c.batch_size, c.eval_batch_size = 1, 64, 64
-    c.progress_bar = c.tensorboard = False
-    c.model.kwargs.conv = "standard"
-    c.sweep = [{"name": "standard", "overrides": {"model.kwargs.conv": "standard"}},
-               {"name": "dilated2", "overrides": {"model.kwargs.conv": "dilated:2"}}]
-    return c
+def sweep_cli(*args, **popen):
+    cmd = [sys.executable, "-m", "experiments.sweep", *args]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
-def test_sweep_runs_every_point_and_writes_the_table(tmp_path):
-    rows = run_sweep(_sweep_config(), str(tmp_path))
-    assert [r["name"] for r in rows] == ["standard", "dilated2"]
-    for r in rows:
-        summary = json.loads((tmp_path / r["name"] / "summary.json").read_text())
-        assert r["test_accuracy"] == summary["test_accuracy"]
-        config = json.loads((tmp_path / r["name"] / "config.json").read_text())
-        assert config["model"]["kwargs"]["conv"] == r["overrides"]["model.kwargs.conv"]
-    assert json.loads((tmp_path / "results.json").read_text())[1]["name"] == "dilated2"
-    assert "| dilated2 |" in (tmp_path / "results.md").read_text()
+def finish(process, timeout=300):
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out
+    return out
 
 
-def test_override_of_missing_field():
-    with pytest.raises(ValueError, match=r"sweep override 'model.kwargs.convv': 'convv' is not a config field"):
-        apply_overrides(_sweep_config(), {"model.kwargs.convv": "x"})
+def deterministic_columns(csv_text: str) -> list[list[str]]:
+    lines = [line for line in csv_text.splitlines() if line]
+    import csv
+
+    rows = list(csv.reader(lines))
+    keep = [rows[0].index(c) for c in DETERMINISTIC]
+    return [[r[i] for i in keep] for r in rows]
 
 
-def test_duplicate_point_names(tmp_path):
-    c = _sweep_config()
-    c.sweep = [c.sweep[0], c.sweep[0]]
-    with pytest.raises(ValueError, match="must be unique"):
-        run_sweep(c, str(tmp_path))
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The tiny sweep, run once through the CLI with two worker processes."""
+    workdir = tmp_path_factory.mktemp("sweep") / "tiny"
+    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}", "--workers=2"))
+    return workdir, out
+
+
+def test_sweep_writes_every_trial_results_and_plots(swept):
+    workdir, out = swept
+    assert sorted(os.listdir(workdir)) == sorted([*TRIALS, *OUTPUTS])
+    md = (workdir / "results.md").read_text()
+    assert re.search(r"\| conv=standard \| 2 \| 0\.\d{4} ± 0\.\d{4} \|", md), md
+    assert re.search(r"\| conv=dilated:2 \| 2 \| 0\.\d{4} ± 0\.\d{4} \|", md), md
+    assert md in out  # the table is printed too
+    csv_rows = deterministic_columns((workdir / "results.csv").read_text())
+    assert [r[0] for r in csv_rows[1:]] == TRIALS
+    for name in OUTPUTS[2:]:
+        assert (workdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for trial in TRIALS:  # each trial in its own worker process, one core each
+        assert "test accuracy" in (workdir / trial / "sweep_worker.log").read_text()
+
+
+def test_each_trial_built_its_variant(swept):
+    """The summary's parameter count is the one of the model built with the override, not of the base."""
+    import json
+
+    workdir, _ = swept
+    counts = {}
+    for conv in ("standard", "dilated:2"):
+        model = get_model("lenet5", num_classes=10, conv=conv)
+        params = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))["params"]
+        counts[conv] = sum(int(jnp.size(p)) for p in jax.tree_util.tree_leaves(params))
+    assert counts["standard"] != counts["dilated:2"]
+    for trial in TRIALS:
+        summary = json.loads((workdir / trial / "summary.json").read_text())
+        config = json.loads((workdir / trial / "config.json").read_text())
+        conv = config["model"]["kwargs"]["conv"]
+        assert summary["num_params"] == counts[conv], trial
+        assert config["seed"] == int(trial[-1])
+
+
+def test_rerun_trains_nothing_and_rewrites_identical_files(swept):
+    workdir, _ = swept
+    before = {n: (workdir / n).read_bytes() for n in OUTPUTS}
+    stamps = {t: os.stat(workdir / t / "summary.json").st_mtime_ns for t in TRIALS}
+    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}"))
+    assert "4 trial(s): 4 finished, 0 to train" in out
+    assert "epoch 1/1" not in out
+    assert {t: os.stat(workdir / t / "summary.json").st_mtime_ns for t in TRIALS} == stamps
+    for name in OUTPUTS:
+        os.remove(workdir / name)
+    collect(str(workdir), TRIALS)  # regenerated from the trial folders alone
+    assert {n: (workdir / n).read_bytes() for n in OUTPUTS} == before
+
+
+def _mid_trial(workdir, trials):
+    """True once some trial has a finished checkpoint and no summary yet."""
+    for t in trials:
+        latest = workdir / t / "checkpoints" / "latest"
+        if latest.is_dir() and any(re.fullmatch(r"\d+", n) for n in os.listdir(latest)) \
+                and not (workdir / t / "summary.json").exists():
+            return True
+    return False
+
+
+def test_sweep_killed_mid_trial_resumes_to_the_same_results(swept, tmp_path):
+    reference, _ = swept
+    workdir = tmp_path / "killed"
+    only = "conv=standard,*"
+    process = sweep_cli(f"--config={TINY}", f"--workdir={workdir}", f"--only={only}", "--workers=2")
+    deadline = time.time() + 240
+    while not _mid_trial(workdir, TRIALS[:2]):
+        assert process.poll() is None, "the sweep ended before it could be killed mid-trial"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not all((workdir / t / "summary.json").exists() for t in TRIALS[:2])
+    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}", f"--only={only}", "--workers=2"))
+    assert "resumed from the checkpoint" in "".join((workdir / t / "sweep_worker.log").read_text() for t in TRIALS[:2])
+    assert "0 finished" in out or "1 finished" in out
+    got = deterministic_columns((workdir / "results.csv").read_text())
+    want = deterministic_columns((reference / "results.csv").read_text())
+    assert got == want[:3]  # header + the two standard trials, same accuracy and loss
+
+
+def test_collect_gathers_trials_trained_elsewhere(swept, tmp_path):
+    reference, _ = swept
+    gathered = tmp_path / "gathered"
+    for t in TRIALS[2:]:  # e.g. copied back from cluster jobs
+        shutil.copytree(reference / t, gathered / t)
+    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={gathered}", "--collect"))
+    assert "collected 2 finished trial(s) of 4" in out and "not finished: conv=standard,seed=0" in out
+    assert deterministic_columns((gathered / "results.csv").read_text())[1:] == \
+        deterministic_columns((reference / "results.csv").read_text())[3:]
+
+
+def test_conv_ablation_dry_run_lists_eight_variants_times_three_seeds(tmp_path):
+    workdir = tmp_path / "never"
+    out = finish(sweep_cli("--config=conv_ablation", f"--workdir={workdir}", "--dry-run"))
+    lines = out.strip().splitlines()
+    assert lines[-1] == "24 trial(s), 8 point(s)"
+    trials = [line for line in lines if line.startswith("conv=")]
+    assert len(trials) == 24
+    for v in ("standard", "depthwise", "separable", "grouped:2", "dilated:2", "deformable", "deformable_v2",
+              "locally_connected"):
+        assert sum(f"model.kwargs.conv={v!r}, seed=" in t for t in trials) == 3, v
+    assert "model.kwargs.conv='standard', seed=2" in out
+    assert not workdir.exists()  # nothing trained, nothing written
+
+
+def test_conv_ablation_runlocal_is_two_variants_times_two_seeds():
+    from configs.conv_ablation import get_config
+
+    trials = plan(get_config("runlocal"))
+    assert [t.name for t in trials] == TRIALS
+    assert all(t.config.dataset.train_limit == 2048 for t in trials)

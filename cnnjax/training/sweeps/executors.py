@@ -49,6 +49,17 @@ def run_in_process(jobs, log=print) -> list[tuple[str, str]]:
     return []
 
 
+def _pin_and_follow_parent(cores: list[int]) -> None:
+    """In the worker, before it starts: run on ``cores`` only, and die with the sweep process (Linux)."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed sweep leaves no orphan worker
+
+
 def _start_worker(job, cores: list[int], log_path: str) -> subprocess.Popen:
     config, workdir, meta = job
     os.makedirs(workdir, exist_ok=True)
@@ -56,7 +67,7 @@ def _start_worker(job, cores: list[int], log_path: str) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "cnnjax.training.sweeps.worker"],
         stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
-        preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if hasattr(os, "sched_setaffinity") else None,
+        preexec_fn=lambda: _pin_and_follow_parent(cores),
         cwd=os.getcwd(),
     )
     log_file.close()

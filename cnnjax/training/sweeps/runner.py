@@ -105,18 +105,22 @@ def run_sweep(config, workdir: str, *, workers: int = 1, executor: str = "local"
     for t in done:  # a finished trial's folder holds its record (also if it was trained outside a sweep)
         if not os.path.exists(os.path.join(workdir, t.name, TRIAL_FILE)):
             write_trial_record(os.path.join(workdir, t.name), trial_record(meta(t), t.config))
-    failures = []
+    failures, trained = [], [t.name for t in todo]
     if vmap_seeds:
+        from cnnjax.training.run_identity import check_same_run
         from cnnjax.training.vmap_seeds import train_seeds
 
-        rest = []
-        for group in seed_groups(todo):
+        # Only fresh trials go together; one that was started (and stopped) resumes on its own.
+        fresh = [t for t in todo if not check_same_run(t.config, os.path.join(workdir, t.name))]
+        rest = [t for t in todo if t not in fresh]
+        for group in seed_groups(fresh):
             if len(group) < 2:
                 rest.extend(group)
                 continue
             log(f"vmap over seeds {[t.seed for t in group]}: {', '.join(t.name for t in group)}")
-            train_seeds([t.config for t in group], [os.path.join(workdir, t.name) for t in group],
-                        [meta(t) for t in group])
+            train_seeds([t.config for t in group], [os.path.join(workdir, t.name) for t in group])
+            for t in group:
+                write_trial_record(os.path.join(workdir, t.name), trial_record(meta(t), t.config))
         todo = rest
     jobs = [(t.config, os.path.join(workdir, t.name), meta(t)) for t in todo]
     if jobs and executor == "submitit":
@@ -127,5 +131,5 @@ def run_sweep(config, workdir: str, *, workers: int = 1, executor: str = "local"
     elif jobs:
         failures = executors.run_in_process(jobs, log=log)
     rows, missing = collect(workdir, [t.name for t in trials])
-    return {"trials": trials, "trained": [t.name for t in todo], "skipped": [t.name for t in done],
+    return {"trials": trials, "trained": trained, "skipped": [t.name for t in done],
             "failures": failures, "rows": rows, "missing": missing}

@@ -1,0 +1,68 @@
+"""vmap over seeds: the same results as training the seeds one after another, each seed its own run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnjax.training.train import train_and_evaluate
+from cnnjax.training.vmap_seeds import check_seed_group, stacked_train_batches, train_seeds
+from tests.training.sweep_config_tiny import get_config
+
+
+def _config(seed, **changes):
+    c = get_config()
+    with c.unlocked():
+        del c["sweep"]
+    c.seed = seed
+    c.augment.hflip = True  # augmentation draws must be the seed's own too
+    for k, v in changes.items():
+        c[k] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vmap")
+    seeds = (0, 1)
+    sequential = [train_and_evaluate(_config(s), str(root / f"seq{s}")) for s in seeds]
+    vmapped = train_seeds([_config(s) for s in seeds], [str(root / f"vmap{s}") for s in seeds])
+    return root, seeds, sequential, vmapped
+
+
+def test_vmap_over_seeds_equals_sequential_runs(runs):
+    root, seeds, sequential, vmapped = runs
+    assert sequential[0]["test_loss"] != sequential[1]["test_loss"]  # the seeds really differ
+    for s, seq, vm in zip(seeds, sequential, vmapped):
+        assert vm["vmap_seeds"] == 2 and vm["num_params"] == seq["num_params"] and vm["steps"] == seq["steps"]
+        np.testing.assert_allclose(vm["test_loss"], seq["test_loss"], rtol=1e-4)
+        assert abs(vm["test_accuracy"] - seq["test_accuracy"]) <= 1 / seq["test_count"] + 1e-9
+        read = [[json.loads(line) for line in (root / f"{kind}{s}" / "metrics.jsonl").read_text().splitlines()]
+                for kind in ("seq", "vmap")]
+        assert [(r["split"], r["step"]) for r in read[0]] == [(r["split"], r["step"]) for r in read[1]]
+        np.testing.assert_allclose([r["loss"] for r in read[1]], [r["loss"] for r in read[0]], rtol=1e-4)
+        assert json.loads((root / f"vmap{s}" / "config.json").read_text())["seed"] == s
+
+
+def test_vmap_trial_folder_counts_as_the_finished_run(runs):
+    """train_and_evaluate on a vmap-trained folder with the same config changes nothing."""
+    root, seeds, _, vmapped = runs
+    before = (root / "vmap1" / "summary.json").read_bytes()
+    assert train_and_evaluate(_config(1), str(root / "vmap1")) == vmapped[1]
+    assert (root / "vmap1" / "summary.json").read_bytes() == before
+
+
+def test_each_seed_gets_its_own_data_order():
+    from cnnjax.data.sources import synthetic_dataset
+
+    source = synthetic_dataset().train
+    batch = next(stacked_train_batches(source, 16, [0, 1], epoch=0))
+    assert batch["image"].shape == (2, 16, 28, 28, 1)
+    assert not np.array_equal(batch["label"][0], batch["label"][1])
+
+
+def test_a_group_must_differ_in_seed_only():
+    with pytest.raises(ValueError, match=r"differs from seed 0's in more than the seed \(num_epochs: 1"):
+        check_seed_group([_config(0), _config(1, num_epochs=2)])
+    with pytest.raises(ValueError, match=r"seeds \[3, 3\] repeat"):
+        check_seed_group([_config(3), _config(3)])
