@@ -1,21 +1,30 @@
-"""Fault injection: a workdir's run is its config. Another config is refused before anything is written,
-the same config on a finished run changes no file, and every bad value is refused before any training."""
+"""Fault injection, in process on the synthetic set: a workdir's run is its config (another config is refused
+before anything is written, the same config on a finished run changes no file), every bad value is refused
+before any training, a damaged checkpoint is never loaded, and SIGINT stops with a checkpoint from which the
+rerun ends bitwise equal to an uninterrupted run. The CLI-level faults (SIGTERM, a second process) are in
+test_reliability_cli.py."""
 
+import dataclasses
 import json
 import os
 import shutil
+import signal
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax.training import train as train_lib
+from cnnjax.training.checkpoint import Checkpoints, UnreadableCheckpointWarning, abstract_tree
 from cnnjax.training.run_identity import (
     RESULT_NEUTRAL_FIELDS,
     ConfigMismatchError,
     config_differences,
     finished_summary,
 )
-from cnnjax.training.train import train_and_evaluate
-from tests.training.reliability_helpers import tiny_config, tree_digest
+from cnnjax.training.train import TrainingInterrupted, train_and_evaluate
+from tests.training.reliability_helpers import results, tiny_config, tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +131,15 @@ BAD_VALUES = [
 
 
 @pytest.fixture
+def no_training_loop(monkeypatch):
+    """Fail the test if the training loop starts."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the training loop started")
+
+    monkeypatch.setattr(train_lib, "_train_loop", forbidden)
+
+
+@pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if the data set is loaded or the loop starts: bad values must be caught before."""
     def forbidden(*args, **kwargs):
@@ -169,3 +187,144 @@ def test_refused_start_on_a_new_folder_creates_nothing(tmp_path):
     with pytest.raises(ValueError):
         train_and_evaluate(tiny_config(**{"dataset.name": "nonexistent"}), str(tmp_path / "new"))
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+def checkpoint_steps(workdir) -> list[int]:
+    return sorted(int(d) for d in os.listdir(workdir / "checkpoints" / "latest") if d.isdigit())
+
+
+def final_arrays(workdir) -> dict:
+    state = workdir / "checkpoints" / "latest" / str(max(checkpoint_steps(workdir))) / "state"
+    tree = ocp.StandardCheckpointer().restore(str(state))
+    return {jax.tree_util.keystr(p): np.asarray(a) for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def assert_same_run(workdir, reference):
+    assert results(workdir) == results(reference)
+    mine, theirs = final_arrays(workdir), final_arrays(reference)
+    assert mine.keys() == theirs.keys()
+    for k in mine:
+        np.testing.assert_array_equal(mine[k], theirs[k], err_msg=k)
+
+
+def flip_bytes(workdir, step: int, count: int = 64) -> str:
+    """Invert ``count`` bytes in the middle of the largest array file of checkpoint ``step`` (bit rot that
+    still decodes: the arrays are stored uncompressed)."""
+    files = [os.path.join(r, f) for r, _, fs in os.walk(workdir / "checkpoints" / "latest" / str(step) / "state")
+             for f in fs]
+    path = max(files, key=os.path.getsize)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        chunk = f.read(count)
+        f.seek(os.path.getsize(path) // 2)
+        f.write(bytes(b ^ 0xFF for b in chunk))
+    return path
+
+
+def test_flipped_bytes_are_never_loaded_and_the_run_ends_bitwise_equal(finished, tmp_path):
+    """64 inverted bytes in the newest checkpoint's arrays decode fine; the digest catches them, the checkpoint
+    is moved aside and the run resumes from the previous one, ending exactly as the uninterrupted run."""
+    reference, _ = finished
+    workdir = tmp_path / "w"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    newest = max(checkpoint_steps(workdir))
+    flip_bytes(workdir, newest)
+    with pytest.warns(UnreadableCheckpointWarning, match=rf"checkpoint at step {newest} is unreadable "
+                      r"\(CorruptCheckpointError: .*sha256.*falling back to the previous one"):
+        train_and_evaluate(tiny_config(), str(workdir))
+    assert (workdir / "checkpoints" / f"unreadable-{newest}" / "state").is_dir()
+    assert_same_run(workdir, reference)
+
+
+def test_a_changed_json_item_is_caught_and_quarantine_never_collides(tmp_path):
+    """The digest also covers the checkpoint's JSON item (iterator position, running sums, history); a second
+    unreadable checkpoint of the same step goes to ``unreadable-<step>.2``."""
+    tree = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "step": np.asarray(2, np.int32)}
+    for attempt, aside in ((1, "unreadable-2"), (2, "unreadable-2.2")):
+        checkpoints = Checkpoints(str(tmp_path), keep=5)
+        for step in (1, 2) if attempt == 1 else (2,):
+            checkpoints.save(step, tree, {"epoch": 0, "batch": step, "history": {"images_seen": 64 * step}})
+        checkpoints.close()
+        metadata = tmp_path / "checkpoints" / "latest" / "2" / "data" / "metadata"
+        data = json.loads(metadata.read_text())
+        data["history"]["images_seen"] += 1  # still valid JSON, still the same structure
+        metadata.write_text(json.dumps(data))
+        checkpoints = Checkpoints(str(tmp_path), keep=5)
+        with pytest.warns(UnreadableCheckpointWarning, match=rf"step 2 is unreadable \(CorruptCheckpointError.*{aside}"):
+            restored, data = checkpoints.restore_latest(abstract_tree(tree), identity={})
+        checkpoints.close()
+        assert data["batch"] == 1 and (tmp_path / "checkpoints" / aside / "data").is_dir()
+        np.testing.assert_array_equal(restored["w"], tree["w"])
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+def test_sigint_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(finished, tmp_path, monkeypatch):
+    """SIGINT arrives while batch 11 is read (epoch 2, mid-epoch): the loop saves a checkpoint after its
+    current step and raises TrainingInterrupted; the rerun ends as the uninterrupted run did."""
+    reference, _ = finished
+    real_get_dataset = train_lib.get_dataset
+    calls = {"n": 0}
+
+    class Interrupting:
+        def __init__(self, source):
+            self.source = source
+
+        def __len__(self):
+            return len(self.source)
+
+        @property
+        def image_shape(self):
+            return self.source.image_shape
+
+        @property
+        def labels(self):
+            return self.source.labels
+
+        def __getitem__(self, i):
+            return self.source[i]
+
+        def get_batch(self, indices):
+            calls["n"] += 1
+            if calls["n"] == 11:
+                signal.raise_signal(signal.SIGINT)
+            return self.source.get_batch(indices)
+
+    def get_dataset(config):
+        ds = real_get_dataset(config)
+        return dataclasses.replace(ds, train=Interrupting(ds.train))
+
+    monkeypatch.setattr(train_lib, "get_dataset", get_dataset)
+    workdir = tmp_path / "w"
+    with pytest.raises(TrainingInterrupted) as info:
+        train_and_evaluate(tiny_config(), str(workdir))
+    step = info.value.step
+    assert info.value.signum == signal.SIGINT and str(info.value) == (
+        f"interrupted at step {step}; rerun the same command to resume")
+    assert 8 < step < 16 and step in checkpoint_steps(workdir) and not (workdir / "summary.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are restored
+    monkeypatch.setattr(train_lib, "get_dataset", real_get_dataset)
+    train_and_evaluate(tiny_config(), str(workdir))
+    assert_same_run(workdir, reference)
+
+
+# ---------------------------------------------------------------- the data set, checked once when loaded
+
+def test_labels_outside_the_classes_are_refused_before_training(tmp_path, no_training_loop):
+    from cnnjax.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 64), ("t10k", 16)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        if prefix == "train":
+            labels[37] = 10
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels)
+    c = tiny_config(**{"dataset.name": "mnist", "dataset.data_dir": str(tmp_path), "batch_size": 16})
+    with pytest.raises(ValueError, match=r"the train split has 1 label\(s\) outside \[0, 10\) for its 10 classes, "
+                                         r"the first 10 at example 37"):
+        train_and_evaluate(c, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()

@@ -1,0 +1,115 @@
+"""Fault injection through the real CLI (``python -m experiments.run``, real subprocesses, synthetic data):
+SIGTERM mid-run then a rerun ends bitwise equal to an uninterrupted run; a second process on a busy workdir
+is refused, naming the holder, while the first finishes normally; a SIGKILLed holder leaves no stale lock."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cnnjax.training.workdir_lock import WorkdirBusyError, WorkdirLock
+from tests.conftest import REPO_ROOT
+from tests.training.reliability_helpers import CLI_ARGS, cli, results, run_cli, tree_digest
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("reference")
+    r = run_cli(*CLI_ARGS, f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return workdir
+
+
+def wait_for(predicate, proc, timeout=240):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, "the run ended before the test could act on it"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def lock_holder(workdir) -> str:
+    path = workdir / ".lock"
+    return path.read_text() if path.exists() else ""
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(reference, tmp_path):
+    workdir = tmp_path / "w"
+    proc = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # config.json is written under the lock, just before the signal handlers go in; the first step
+        # (compilation) follows, so a SIGTERM now lands during the run, before its end.
+        wait_for(lambda: (workdir / "config.json").exists(), proc)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("interrupted at step ")
+    step = int(lines[-1].split("interrupted at step ")[1].split(";")[0])
+    assert lines[-1] == f"interrupted at step {step}; rerun the same command to resume"
+    assert (workdir / "checkpoints" / "latest" / str(step)).is_dir() and not (workdir / "summary.json").exists()
+    r = run_cli(*CLI_ARGS, f"--workdir={workdir}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from the checkpoint at step {step} " in r.stdout
+    assert results(workdir) == results(reference)
+
+
+def test_second_process_on_a_busy_workdir_is_refused_while_the_first_finishes(reference, tmp_path):
+    workdir = tmp_path / "w"
+    first = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: f"pid {first.pid} " in lock_holder(workdir), first)
+        first.send_signal(signal.SIGSTOP)  # hold the first run still while the second one tries
+        try:
+            before = tree_digest(workdir)
+            second = run_cli(*CLI_ARGS, f"--workdir={workdir}")
+            assert tree_digest(workdir) == before  # the refused process wrote nothing
+        finally:
+            first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 1
+    (line,) = second.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"error: workdir {workdir} is in use by pid {first.pid} on ")
+    assert line.endswith("; wait for that run to finish, or use another --workdir")
+    assert first.returncode == 0, err[-3000:]
+    assert results(workdir) == results(reference)
+    assert lock_holder(workdir) == ""  # released (and emptied) when the run ended
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from cnnjax.training.workdir_lock import WorkdirLock
+    WorkdirLock(sys.argv[1]).acquire()
+    print("locked", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(WorkdirBusyError, match=rf"is in use by pid {holder.pid} on "):
+            WorkdirLock(str(tmp_path)).acquire()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    lock = WorkdirLock(str(tmp_path)).acquire()  # the kernel released the dead holder's lock
+    assert f"pid {os.getpid()} " in lock_holder(tmp_path)
+    lock.release()
