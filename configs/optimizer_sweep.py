@@ -1,0 +1,36 @@
+"""Adam vs plain SGD across learning rates (seed 003: "SGD with too small a step learns slowly, with too large
+a step misses the minimum; Adam adapts the step, its main hyper-parameter is the learning rate").
+
+LeNet-5 on Fashion-MNIST, 3 epochs (a short budget: how fast each optimizer gets there), constant learning
+rate, optimizer {adam, sgd (no momentum)} x learning rate {0.001, 0.01, 0.1} x 3 seeds = 18 trials; the
+table gives mean ± std over seeds per (optimizer, learning rate).
+
+Command:   python -m experiments.sweep --config=optimizer_sweep --workdir=runs/optimizer_sweep
+List it:   python -m experiments.sweep --config=optimizer_sweep --dry-run
+Smoke test (2 points x 2 seeds, seconds each):  python -m experiments.sweep --config=optimizer_sweep:runlocal
+"""
+
+from configs import _hyper as hyper
+from configs._base import base_config, runlocal
+
+OPTIMIZERS = ("adam", "sgd")
+LEARNING_RATES = (0.001, 0.01, 0.1)
+
+
+def get_config(arg=None):
+    config = base_config()
+    config.model.name = "lenet5"
+    config.num_epochs = 3
+    config.optimizer.momentum = 0.0  # plain SGD, as in the lecture (Adam ignores it)
+    config.progress_bar = False
+    config.tensorboard = False
+    config.sweep = hyper.product(hyper.sweep("optimizer.name", OPTIMIZERS),
+                                 hyper.sweep("optimizer.learning_rate", LEARNING_RATES), hyper.seeds(3))
+    if arg == "runlocal":
+        runlocal(config)
+        config.sweep = hyper.product(hyper.zip(hyper.sweep("optimizer.name", OPTIMIZERS),
+                                               hyper.sweep("optimizer.learning_rate", (0.001, 0.1))), hyper.seeds(2))
+        return config
+    if arg not in (None, ""):
+        raise ValueError(f"config argument {arg!r} is unknown for optimizer_sweep; allowed: runlocal")
+    return config
