@@ -31,6 +31,40 @@ def test_lenet_runlocal_end_to_end(tmp_path, fashion_mnist_dir):
     assert {line["split"] for line in lines} >= {"train", "test"}
 
 
+def run_entry_point(module, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+ONE_LINE_ERRORS = [
+    ("experiments.run", ["--config=lenet:runlocal", "--config.optimizr.name=sgd"],
+     "error: --config.optimizr.name: the config has no field 'optimizr'; did you mean optimizer?"),
+    ("experiments.run", ["--config=lenet:runlocal", "--config.model.kwargs.widths=3"],
+     "error: --config.model.kwargs.widths: model.kwargs has no field 'widths'; model.kwargs has: conv "
+     "(model keyword arguments must be declared in the config file to be set here)"),
+    ("experiments.run", ["--config=lenet:runlocal", "--config.model.kwargs.conv=bogus"],
+     "error: lenet5: conv='bogus' is unknown; allowed: "),
+    ("experiments.run", ["--config=configs/no_such_file.py"],
+     "error: --config='configs/no_such_file.py': no config file 'configs/no_such_file.py'"),
+    ("experiments.run", ["--config=lenet:runlocal", "--config.eval_batch_size=0"],
+     "error: eval_batch_size=0 must be an int >= 1"),
+    ("experiments.sweep", ["--config=conv_ablation:runlocal", "--config.datset.name=digits"],
+     "error: --config.datset.name: the config has no field 'datset'; did you mean dataset?"),
+    ("experiments.summary", ["--config=lenet", "--config.model.nme=resnet20"],
+     "error: --config.model.nme: model has no field 'nme'; did you mean name?"),
+]
+
+
+@pytest.mark.parametrize("module, args, message", ONE_LINE_ERRORS)
+def test_config_mistakes_are_one_line(tmp_path, module, args, message):
+    workdir = tmp_path / "w"
+    r = run_entry_point(module, *args, f"--workdir={workdir}") if module != "experiments.summary" else \
+        run_entry_point(module, *args)
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith(message), r.stderr
+    assert not workdir.exists()
+
+
 def test_unknown_config_lists_available():
     r = run_cli("--config=lenett")
     assert r.returncode != 0

@@ -44,3 +44,35 @@ def test_lenet_config_has_required_fields():
     assert base.optimizer.name == "adam" and base.optimizer.learning_rate == 1e-3
     with pytest.raises(ValueError, match="config argument 'bogus' is unknown"):
         lenet.get_config("bogus")
+
+
+def test_missing_config_file_is_named():
+    with pytest.raises(UnknownConfigError, match=r"no config file 'configs/nope\.py'"):
+        resolve_config("configs/nope.py:runlocal")
+
+
+def test_unknown_override_names_the_closest_fields():
+    from experiments.config_resolver import unknown_override
+
+    path = resolve_config("lenet")
+    assert unknown_override(["run", f"--config={path}", "--config.optimizer.learning_rate=1e-3"]) is None
+    assert unknown_override(["run", f"--config={path}", "--config.optimizer.learnin_rate=1"]) == (
+        "--config.optimizer.learnin_rate: optimizer has no field 'learnin_rate'; did you mean learning_rate?")
+    assert unknown_override(["run", "--config", path, "--config.dataset.validation_splt=0.1"]).startswith(
+        "--config.dataset.validation_splt: dataset has no field 'validation_splt'; did you mean validation_split")
+    assert unknown_override(["run", f"--config={path}", "--config.zzz=1"]).startswith(
+        "--config.zzz: the config has no field 'zzz'; the config has: augment, batch_size, checkpoint_every_steps")
+    assert unknown_override(["run", f"--config={path}", "--config.seed.x=1"]) == (
+        "--config.seed.x: seed is a value (0), not a group of fields")
+
+
+def test_folder_options_are_in_every_config():
+    """The image-folder options live in the base config, so any experiment can use a folder data set."""
+    from configs import fashion_small, lenet, resnet20
+
+    for module in (lenet, fashion_small, resnet20):
+        c = module.get_config()
+        for field in ("target_size", "color_mode", "interpolation", "validation_split", "test_dir", "skip_corrupt",
+                      "check_images"):
+            assert field in c.dataset, (module.__name__, field)
+        assert c.model.kwargs.conv == "standard"

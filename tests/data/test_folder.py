@@ -259,3 +259,55 @@ def test_get_dataset_folder_cache_reads_into_memory(tmp_path):
     root = _many(tmp_path)
     ds = get_dataset(_folder_config(root, validation_split=0.2, cache=True, train_limit=10))
     assert ds.train.images.shape == (10, 8, 8, 1) and ds.train.images.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- checked once, before training (issue 15)
+
+def test_symlink_cycle_is_refused_naming_the_link(tmp_path):
+    root = _many(tmp_path)
+    os.symlink(root / "a", root / "a" / "loop")  # a/loop -> a: os.walk(followlinks=True) would go round
+    with pytest.raises(ValueError, match=r"image folder '.*a/loop' is '.*a' again \(a symlink cycle\)"):
+        ImageFolder(root, target_size=(4, 4))
+
+
+def test_two_links_to_one_folder_are_refused(tmp_path):
+    root = _many(tmp_path / "root")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    _save_rgb(extra / "x.png", (1, 1, 1))
+    os.symlink(extra, root / "b" / "one")
+    os.symlink(extra, root / "b" / "two")
+    with pytest.raises(ValueError, match=r"'.*b/two' is '.*b/one' again \(a second link to one folder\)"):
+        ImageFolder(root, target_size=(4, 4))
+
+
+def test_a_linked_folder_reached_once_is_followed(tmp_path):
+    root = _many(tmp_path / "root")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    _save_rgb(extra / "x.png", (1, 1, 1))
+    os.symlink(extra, root / "c" / "more")
+    ds = ImageFolder(root, target_size=(4, 4))
+    assert len(ds) == 23 and os.path.join("c", "more", "x.png") in ds.filenames
+
+
+def test_folder_dataset_with_one_class_is_refused(tmp_path):
+    (tmp_path / "only").mkdir()
+    for i in range(4):
+        _save_rgb(tmp_path / "only" / f"{i}.png", (i, i, i), size=(4, 4))
+    with pytest.raises(ValueError, match=r"has 1 class folder\(s\) \['only'\]; a classifier needs at least 2"):
+        get_dataset(_folder_config(tmp_path, validation_split=0.5))
+
+
+def test_unreadable_images_are_named_when_the_data_set_is_loaded(tmp_path):
+    root = _many(tmp_path)
+    (root / "b" / "03.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (root / "c" / "zz.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CorruptImageError, match=r"2 of 23 image file\(s\) in .* cannot be read: b/03\.png .*; "
+                                                r"c/zz\.jpg .*set dataset\.skip_corrupt=True to skip them"):
+        get_dataset(_folder_config(root, validation_split=0.0, test_dir=str(root)))
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image file"):  # or skipped, and listed
+        ds = get_dataset(_folder_config(root, test_dir=str(root), skip_corrupt=True))
+    assert len(ds.train) == 21
+    lazy = get_dataset(_folder_config(root, test_dir=str(root), check_images=False))  # opted out: read lazily
+    assert len(lazy.train) == 23
