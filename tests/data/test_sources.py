@@ -2,7 +2,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from cnnjax.data.sources import get_dataset
+from cnnjax.data.sources import ArraySource, Subset, get_dataset, split_validation
 
 
 def _config(**kw):
@@ -19,9 +19,39 @@ def test_fashion_mnist_full_splits(fashion_mnist_dir):
     assert ds.num_classes == 10 and ds.class_names[9] == "Ankle boot"
 
 
+def _examples(source):
+    """The multiset of (image, label) pairs of a source: their sorted hashes."""
+    batch = source.get_batch(np.arange(len(source)))
+    return np.sort([hash((image.tobytes(), label)) for image, label in zip(batch["image"], batch["label"].tolist())])
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["array", "subset"])
+def test_split_validation_partitions_the_indices(wrap):
+    """label = index: the held-out and kept labels are disjoint, cover every index, and depend on the seed only."""
+    n = 50
+    src = ArraySource(np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1), np.arange(n, dtype=np.int32))
+    if wrap:  # a lazy source (no ArraySource) is split into two Subsets
+        src = Subset(src, np.arange(n))
+    train, validation = split_validation(src, 12, seed=5)
+    assert isinstance(train, Subset) == wrap
+    kept, held = (np.asarray([s[i][1] for i in range(len(s))]) for s in (train, validation))
+    assert len(held) == 12 and len(kept) == 38
+    assert not set(kept.tolist()) & set(held.tolist())
+    assert sorted(kept.tolist() + held.tolist()) == list(range(n))
+    assert all(int(s[i][0][0, 0, 0]) == s[i][1] for s in (train, validation) for i in range(len(s)))
+    again = split_validation(src, 12, seed=5)[1]
+    other = split_validation(src, 12, seed=6)[1]
+    assert [again[i][1] for i in range(12)] == held.tolist()
+    assert [other[i][1] for i in range(12)] != held.tolist()
+
+
 def test_validation_split_is_disjoint_and_complete(fashion_mnist_dir):
+    """train + validation is exactly the official training set: the same (image, label) pairs, none twice."""
     ds = get_dataset(_config(validation_size=5000, split_seed=3))
     assert len(ds.train) == 55000 and len(ds.validation) == 5000
+    full = get_dataset(_config()).train
+    np.testing.assert_array_equal(np.sort(np.concatenate([_examples(ds.train), _examples(ds.validation)])),
+                                  _examples(full))
 
 
 def test_missing_data_folder_says_how_to_provide(tmp_path):
@@ -57,10 +87,13 @@ def test_digits_dataset():
 def test_digits_validation_split_is_disjoint():
     ds = get_dataset(_config(name="digits", validation_size=200, split_seed=1))
     assert len(ds.train) == 1237 and len(ds.validation) == 200
+    full = get_dataset(_config(name="digits")).train
+    np.testing.assert_array_equal(np.sort(np.concatenate([_examples(ds.train), _examples(ds.validation)])),
+                                  _examples(full))
 
 
 def test_subset_and_take():
-    from cnnjax.data.sources import ArraySource, Subset, take
+    from cnnjax.data.sources import take
 
     src = ArraySource(np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1), np.arange(10, dtype=np.int32))
     sub = Subset(src, [7, 2, 5])

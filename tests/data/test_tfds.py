@@ -74,10 +74,24 @@ def test_reads_a_prepared_data_set(tfds_dir):
     assert seen == 5
 
 
+def _indices(source):
+    """The example index of every image of a split of the 12 training images (the pixel value encodes it)."""
+    by_pixel = {int(_image(i, 12)[0, 0]): i for i in range(12)}
+    assert len(by_pixel) == 12
+    images, labels = source.images, source.labels
+    indices = [by_pixel[int(p)] for p in images[:, 0, 0, 0]]
+    assert [i % 3 for i in indices] == labels.tolist()  # each image kept its label
+    return indices
+
+
 def test_validation_size_and_cache(tfds_dir):
+    """validation_size holds out examples of the train split: disjoint from train, together all of it."""
     ds = get_dataset(_config(data_dir=tfds_dir, validation_size=3, cache=True))
     assert len(ds.train) == 9 and len(ds.validation) == 3
     assert ds.train.images.shape == (9, 6, 5, 1)
+    train, validation = _indices(ds.train), _indices(ds.validation)
+    assert not set(train) & set(validation)
+    assert sorted(train + validation) == list(range(12))
 
 
 def test_missing_data_set_says_how_to_prepare(tmp_path):
