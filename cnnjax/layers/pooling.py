@@ -8,6 +8,7 @@ from typing import Any
 import flax.linen as nn
 
 from cnnjax import ops
+from cnnjax.layers.conv import names_the_layer
 
 
 class MaxPool(nn.Module):
@@ -18,6 +19,7 @@ class MaxPool(nn.Module):
     padding: Any = "VALID"
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         return ops.max_pool(x, self.window, self.strides, self.padding)
 
@@ -31,6 +33,7 @@ class AvgPool(nn.Module):
     count_include_pad: bool = True
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         return ops.avg_pool(x, self.window, self.strides, self.padding, self.count_include_pad)
 
@@ -43,6 +46,7 @@ class SumPool(nn.Module):
     padding: Any = "VALID"
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         return ops.sum_pool(x, self.window, self.strides, self.padding)
 
@@ -53,6 +57,7 @@ class GlobalAvgPool(nn.Module):
     keepdims: bool = False
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         return ops.global_avg_pool(x, self.keepdims)
 
@@ -63,5 +68,6 @@ class GlobalMaxPool(nn.Module):
     keepdims: bool = False
 
     @nn.compact
+    @names_the_layer
     def __call__(self, x):
         return ops.global_max_pool(x, self.keepdims)

@@ -2,11 +2,14 @@
 
 Every model is called as ``model.apply(variables, images, train=bool)`` (NHWC float input) and returns
 float32 logits; models with BatchNorm keep its statistics in the ``batch_stats`` collection. Every model
-takes ``conv=`` (a conv-variant spec, see :mod:`cnnjax.models.common`).
+takes its convolution as ``conv=`` (a module factory, flax's ``ModuleDef``); ``get_model`` accepts a spec
+string there ("standard", "depthwise", "separable", "grouped:G", "dilated:D", "deformable", "deformable_v2",
+"locally_connected") and resolves it once with :func:`cnnjax.layers.conv_variant`.
 """
 
 from __future__ import annotations
 
+from cnnjax.layers import conv_variant
 from cnnjax.models.dilated import DilatedCNN
 from cnnjax.models.inception import InceptionModule, SmallGoogLeNet
 from cnnjax.models.lenet import LeNet5, LeNet5Classic
@@ -28,9 +31,18 @@ MODELS = {
 
 
 def get_model(name: str, num_classes: int = 10, **kwargs):
-    """Build the model registered under ``name`` (see ``MODELS``)."""
+    """Build the model registered under ``name`` (see ``MODELS``); a ``conv`` spec string becomes its module factory.
+
+    Raises:
+      ValueError: unknown ``name``, ``num_classes`` not a positive int, or a bad ``conv`` spec.
+      TypeError: a keyword argument the model does not take.
+    """
     if name not in MODELS:
         raise ValueError(f"model.name={name!r} is unknown; available: {', '.join(sorted(MODELS))}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} must be a positive int (the number of output classes)")
+    if "conv" in kwargs and not callable(kwargs["conv"]):  # a spec string (anything else gets its error)
+        kwargs["conv"] = conv_variant(kwargs["conv"])
     try:
         return MODELS[name](num_classes=num_classes, **kwargs)
     except TypeError as e:

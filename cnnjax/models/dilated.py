@@ -25,8 +25,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnnjax.layers import he_normal
-from cnnjax.models.common import MaxPool, check_conv_variant, check_input, make_conv
+from cnnjax.layers import MaxPool, ModuleDef, conv_variant
+from cnnjax.models.common import check_input, require_module_def
+
+#: The seed's convolution: 3x3, dilation 2.
+SEED_CONV = conv_variant("dilated:2")
 
 
 def binary_cross_entropy(logits, labels, num_classes: int | None = None):
@@ -51,12 +54,12 @@ def class_probabilities(logits):
 class DilatedCNN(nn.Module):
     """Seed 001's example net (see the module docstring). Returns float32 logits ``z``.
 
-    ``conv`` (default "dilated:2", the seed's conv) switches conv2, and conv1 too when ``conv_stem``
+    ``conv`` (default "dilated:2", the seed's conv) builds conv2, and conv1 too when ``conv_stem``
     (default True: in the seed both convs are dilated); with ``conv_stem=False`` conv1 stays "dilated:2".
     """
 
     num_classes: int = 10
-    conv: str = "dilated:2"
+    conv: ModuleDef = SEED_CONV
     conv_stem: bool = True
     widths: tuple[int, int] = (32, 64)
     dtype: Any = jnp.float32
@@ -64,22 +67,13 @@ class DilatedCNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
-        switched = [("conv2", self.widths[0], self.widths[1])]
-        if self.conv_stem:
-            switched.insert(0, ("conv1", x.shape[-1], self.widths[0]))
-        check_conv_variant(self.conv, "dilated_cnn", switched)
+        require_module_def(self.conv, "dilated_cnn")
         check_input(x, "dilated_cnn", 1)
         x = x.astype(self.dtype)
-        stem = self.conv if self.conv_stem else "dilated:2"
-        x = nn.relu(
-            make_conv(stem, self.widths[0], 3, padding="SAME", dtype=self.dtype, name="conv1", kernel_init=he_normal)(x)
-        )
+        stem = self.conv if self.conv_stem else SEED_CONV
+        x = nn.relu(stem(self.widths[0], 3, padding="SAME", dtype=self.dtype, name="conv1")(x))
         x = MaxPool(3, 2, 1, name="pool1")(x)
-        x = nn.relu(
-            make_conv(
-                self.conv, self.widths[1], 3, padding="SAME", dtype=self.dtype, name="conv2", kernel_init=he_normal
-            )(x)
-        )
+        x = nn.relu(self.conv(self.widths[1], 3, padding="SAME", dtype=self.dtype, name="conv2")(x))
         x = MaxPool(3, 2, 1, name="pool2")(x)
         x = x.reshape(x.shape[0], -1)
         z = nn.Dense(self.num_classes, kernel_init=nn.initializers.xavier_uniform(), dtype=self.dtype, name="output")(x)

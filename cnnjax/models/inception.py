@@ -13,22 +13,15 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnjax.models.common import (
-    GlobalAvgPool,
-    MaxPool,
-    batch_norm,
-    check_conv_variant,
-    check_input,
-    make_conv,
-    parse_conv_variant,
-)
+from cnnjax.layers import STANDARD, GlobalAvgPool, MaxPool, ModuleDef
+from cnnjax.models.common import batch_norm, check_input, require_module_def
 
 
 class InceptionModule(nn.Module):
     """``concat[1x1, 1x1 -> 3x3, 1x1 -> 5x5, maxpool 3x3/1 -> 1x1]`` along channels.
 
     Output channels: ``c1 + c3 + c5 + pool_proj``. Each conv is followed by BatchNorm (when
-    ``batch_norm``) and ReLU. ``conv`` switches the 3x3 and 5x5 convs.
+    ``batch_norm``) and ReLU. ``conv`` (a :data:`cnnjax.layers.ModuleDef`) builds the 3x3 and 5x5 convs.
     """
 
     c1: int
@@ -37,17 +30,15 @@ class InceptionModule(nn.Module):
     c5_reduce: int
     c5: int
     pool_proj: int
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD
     batch_norm: bool = True
     dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         def unit(features, kernel, name, y):
-            variant = self.conv if kernel > 1 else "standard"
-            y = make_conv(
-                variant, features, kernel, padding="SAME", use_bias=not self.batch_norm, dtype=self.dtype, name=name
-            )(y)
+            make = self.conv if kernel > 1 else STANDARD
+            y = make(features, kernel, padding="SAME", use_bias=not self.batch_norm, dtype=self.dtype, name=name)(y)
             if self.batch_norm:
                 y = batch_norm(train, self.dtype, name + "_bn")(y)
             return nn.relu(y)
@@ -78,33 +69,23 @@ class SmallGoogLeNet(nn.Module):
     num_classes: int = 10
     stem_width: int = 32
     blocks: Sequence[Any] = SMALL_BLOCKS
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD
     conv_stem: bool = False
     batch_norm: bool = True
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        parse_conv_variant(self.conv, "inception")
-        switched = [("stem", x.shape[-1], self.stem_width)] if self.conv_stem else []
+        require_module_def(self.conv, "inception")
         for i, block in enumerate(self.blocks):
-            if block != "M":
-                if not (isinstance(block, Sequence) and len(block) == 6):
-                    raise ValueError(
-                        f"inception: blocks[{i}]={block!r} must be 'M' or 6 ints "
-                        "(c1, c3_reduce, c3, c5_reduce, c5, pool_proj)"
-                    )
-                switched += [
-                    (f"inception{i}.branch3x3", block[1], block[2]),
-                    (f"inception{i}.branch5x5", block[3], block[4]),
-                ]
-        check_conv_variant(self.conv, "inception", switched)
+            if block != "M" and not (isinstance(block, Sequence) and len(block) == 6):
+                raise ValueError(
+                    f"inception: blocks[{i}]={block!r} must be 'M' or 6 ints (c1, c3_reduce, c3, c5_reduce, c5, pool_proj)"
+                )
         check_input(x, "inception", 1)
         x = x.astype(self.dtype)
-        stem = self.conv if self.conv_stem else "standard"
-        x = make_conv(
-            stem, self.stem_width, 3, padding="SAME", use_bias=not self.batch_norm, dtype=self.dtype, name="stem"
-        )(x)
+        stem = self.conv if self.conv_stem else STANDARD
+        x = stem(self.stem_width, 3, padding="SAME", use_bias=not self.batch_norm, dtype=self.dtype, name="stem")(x)
         if self.batch_norm:
             x = batch_norm(train, self.dtype, "stem_bn")(x)
         x = nn.relu(x)

@@ -5,6 +5,7 @@ Seeds 000/001: input 32x32, C1 conv, S2 subsampling, C3 partially connected conv
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -13,57 +14,41 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.layers import he_normal
+from cnnjax.layers import STANDARD, AvgPool, MaxPool, ModuleDef, he_normal
 from cnnjax.layers.partial import LENET5_C3_TABLE, PartialConv, validate_table
-from cnnjax.models.common import (
-    AvgPool,
-    MaxPool,
-    check_conv_variant,
-    check_input,
-    make_conv,
-    min_input_size,
-    parse_conv_variant,
-)
+from cnnjax.models.common import check_input, min_input_size, require_module_def
 
 
 class LeNet5(nn.Module):
     """conv 5x5x6 SAME -> max-pool 2 -> conv 5x5x16 VALID -> max-pool 2 -> dense 120 -> 84 -> classes.
 
     61,706 parameters for 28x28x1 input and 10 classes. Returns float32 logits (softmax is in the loss).
-    Minimum input 12x12 (with the standard conv). ``conv`` switches conv2 (and conv1 with ``conv_stem``).
+    Minimum input 12x12 (with the standard conv; a dilated conv2 needs more, which conv2 itself reports).
+    ``conv`` (a :data:`cnnjax.layers.ModuleDef`) builds conv2, and conv1 too with ``conv_stem``.
     ``dropout`` > 0 drops that fraction of the inputs of fc1, fc2 and the logits layer while training
     (no parameters; 0, the default, is the plain network).
     """
 
     num_classes: int = 10
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD
     conv_stem: bool = False
     dropout: float = 0.0
     dtype: Any = jnp.float32
 
-    def _dilation(self) -> int:
-        kind, n = parse_conv_variant(self.conv, "lenet5")
-        return n if kind == "dilated" else 1
-
-    def min_input_size(self) -> int:
-        d = self._dilation()
-        return min_input_size(
-            [(5, 1, "SAME", d if self.conv_stem else 1), (2, 2, "VALID", 1), (5, 1, "VALID", d), (2, 2, "VALID", 1)]
-        )
+    #: conv 5 SAME -> pool 2 -> conv 5 VALID -> pool 2, as (kernel, stride, padding, dilation).
+    MIN_INPUT_SIZE = min_input_size([(5, 1, "SAME", 1), (2, 2, "VALID", 1), (5, 1, "VALID", 1), (2, 2, "VALID", 1)])
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"lenet5: dropout={self.dropout!r} must be in [0, 1)")
-        check_conv_variant(
-            self.conv, "lenet5", [("conv2", 6, 16)] + ([("conv1", x.shape[-1], 6)] if self.conv_stem else [])
-        )
-        check_input(x, "lenet5", self.min_input_size())
+        require_module_def(self.conv, "lenet5")
+        check_input(x, "lenet5", self.MIN_INPUT_SIZE)
         x = x.astype(self.dtype)
-        stem = self.conv if self.conv_stem else "standard"
-        x = nn.relu(make_conv(stem, 6, 5, padding="SAME", dtype=self.dtype, name="conv1")(x))
+        stem = self.conv if self.conv_stem else STANDARD
+        x = nn.relu(stem(6, 5, padding="SAME", dtype=self.dtype, name="conv1")(x))
         x = MaxPool(2, name="pool1")(x)
-        x = nn.relu(make_conv(self.conv, 16, 5, padding="VALID", dtype=self.dtype, name="conv2")(x))
+        x = nn.relu(self.conv(16, 5, padding="VALID", dtype=self.dtype, name="conv2")(x))
         x = MaxPool(2, name="pool2")(x)
         x = x.reshape(x.shape[0], -1)
         drop = nn.Dropout(self.dropout, deterministic=not train) if self.dropout > 0 else (lambda v: v)
@@ -149,13 +134,14 @@ class LeNet5Classic(nn.Module):
     (eq. 9) without its constant ``e^{-j}`` term.
 
     ``connection_table``: the S2->C3 table, ``(6, 16)`` 0/1; ``None`` makes C3 a full conv. ``conv``
-    switches C5 (and C3 when the table is ``None``; C1 with ``conv_stem``).
+    builds C5 (and C3 when the table is ``None``; C1 with ``conv_stem``); a dilated one does not fit the
+    32x32 geometry (C5's 5x5 window would span more than S4's 5x5 maps), which C5 reports at init.
     """
 
     num_classes: int = 10
     connection_table: Any = "lecun"
     normalize_input: bool = True
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD
     conv_stem: bool = False
     rbf_seed: int = 0
     dtype: Any = jnp.float32
@@ -176,15 +162,7 @@ class LeNet5Classic(nn.Module):
     def __call__(self, x, train: bool = False):
         del train
         table = self.table()
-        switched = [("C5", 16, 120)] + ([("C3", 6, 16)] if table is None else [])
-        if self.conv_stem:
-            switched.append(("C1", x.shape[-1], 6))
-        check_conv_variant(self.conv, "lenet5_classic", switched)
-        if self.conv.startswith("dilated"):
-            raise ValueError(
-                f"lenet5_classic: conv={self.conv!r} cannot be used: the VALID 5x5 convs need the 32x32 geometry"
-                " (a dilated 5x5 kernel spans more than S4's 5x5 maps)"
-            )
+        require_module_def(self.conv, "lenet5_classic")
         check_input(x, "lenet5_classic", 1, 32)
         x = x.astype(self.dtype)
         h, w = x.shape[1:3]
@@ -194,16 +172,17 @@ class LeNet5Classic(nn.Module):
         if self.normalize_input:
             x = x * 1.275 - 0.1
         init = lecun98_uniform()
-        stem = self.conv if self.conv_stem else "standard"
-        x = lecun_tanh(make_conv(stem, 6, 5, padding="VALID", dtype=self.dtype, name="C1", kernel_init=init)(x))
+        conv = functools.partial(self.conv, padding="VALID", dtype=self.dtype, kernel_init=init)
+        stem = functools.partial(self.conv if self.conv_stem else STANDARD, padding="VALID", dtype=self.dtype)
+        x = lecun_tanh(stem(6, 5, name="C1", kernel_init=init)(x))
         x = lecun_tanh(TrainableSubsampling(name="S2")(x))
         if table is None:
-            x = make_conv(self.conv, 16, 5, padding="VALID", dtype=self.dtype, name="C3", kernel_init=init)(x)
+            x = conv(16, 5, name="C3")(x)
         else:
             x = PartialConv(table, 16, 5, padding="VALID", kernel_init=init, dtype=self.dtype, name="C3")(x)
         x = lecun_tanh(x)
         x = lecun_tanh(TrainableSubsampling(name="S4")(x))
-        x = lecun_tanh(make_conv(self.conv, 120, 5, padding="VALID", dtype=self.dtype, name="C5", kernel_init=init)(x))
+        x = lecun_tanh(conv(120, 5, name="C5")(x))
         x = x.reshape(x.shape[0], -1)
         x = lecun_tanh(nn.Dense(84, kernel_init=init, dtype=self.dtype, name="F6")(x))
         distances = EuclideanRBF(self.num_classes, self.rbf_seed, name="output")(x)

@@ -11,21 +11,15 @@ Parameter counts (``params`` collection, 1000 classes): 11,689,512 / 21,797,672 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnjax.models.common import (
-    GlobalAvgPool,
-    MaxPool,
-    batch_norm,
-    check_conv_variant,
-    check_input,
-    make_conv,
-    parse_conv_variant,
-)
+from cnnjax.layers import STANDARD, GlobalAvgPool, MaxPool, ModuleDef
+from cnnjax.models.common import batch_norm, check_input, require_module_def
 
 kaiming_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -34,14 +28,15 @@ class ResidualBlock(nn.Module):
     """Basic (two 3x3 convs) or bottleneck (1x1 -> 3x3 -> 1x1, expansion 4) residual block.
 
     ``z`` = the block's last BatchNorm output, ``a(k)`` = the block input (or its projection / option-A
-    padding when the shape changes): output ``relu(z + shortcut(a(k)))``.
+    padding when the shape changes): output ``relu(z + shortcut(a(k)))``. ``conv`` builds the 3x3 convs;
+    the 1x1 convs (bottleneck, projection) are standard.
     """
 
     features: int
     strides: int = 1
     bottleneck: bool = False
     shortcut: str = "projection"  # "projection" (option B) or "identity" (option A)
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD
     zero_init_residual: bool = False
     dtype: Any = None
 
@@ -53,9 +48,8 @@ class ResidualBlock(nn.Module):
         last_bn_init = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
 
         def conv(features, kernel, strides, name):
-            variant = self.conv if kernel > 1 else "standard"
-            return make_conv(
-                variant,
+            make = self.conv if kernel > 1 else STANDARD
+            return make(
                 features,
                 kernel,
                 strides=strides,
@@ -98,7 +92,7 @@ class ResNet(nn.Module):
         for 28x28 grayscale input).
       stem_width: channels of the stem conv.
       shortcut: "projection" (1x1 conv + BN where the shape changes) or "identity" (option A).
-      conv: conv variant for every 3x3 conv of the blocks (see :mod:`cnnjax.models.common`).
+      conv: module factory for every 3x3 conv of the blocks (a :data:`cnnjax.layers.ModuleDef`).
       conv_stem: also switch the stem conv.
       zero_init_residual: start each block's last BN scale at 0 (off, as torchvision's default).
     """
@@ -111,13 +105,14 @@ class ResNet(nn.Module):
     shortcut: str = "projection"
     num_classes: int = 1000
     include_top: bool = True
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD
     conv_stem: bool = False
     zero_init_residual: bool = False
     name_for_errors: str = "resnet"
     dtype: Any = jnp.float32
 
-    def validate(self, in_channels: int) -> None:
+    def validate(self) -> None:
+        """The architecture arguments (the conv variant is checked by each conv at init)."""
         name = self.name_for_errors
         if self.stem not in ("imagenet", "cifar"):
             raise ValueError(f"{name}: stem={self.stem!r} is unknown; allowed: 'imagenet', 'cifar'")
@@ -128,48 +123,27 @@ class ResNet(nn.Module):
                 f"{name}: stage_sizes={tuple(self.stage_sizes)} and widths={tuple(self.widths)} "
                 "must have the same length"
             )
-        kind, _ = parse_conv_variant(self.conv, name)
-        layers = [("conv1", in_channels, self.stem_width)] if self.conv_stem else []
-        c = self.stem_width
-        for i, (n, w) in enumerate(zip(self.stage_sizes, self.widths)):
-            for j in range(n):
-                mid_in = w if self.bottleneck else c
-                layers.append((f"layer{i + 1}_{j}.conv{2 if self.bottleneck else 1}", mid_in, w))
-                c = w * (4 if self.bottleneck else 1)
-        check_conv_variant(self.conv, name, layers)
-        del kind
+        require_module_def(self.conv, name)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        self.validate(x.shape[-1])
+        self.validate()
         check_input(x, self.name_for_errors, 1)
         x = x.astype(self.dtype)
-        stem_variant = self.conv if self.conv_stem else "standard"
+        stem_conv = functools.partial(
+            self.conv if self.conv_stem else STANDARD,
+            padding="SAME",
+            use_bias=False,
+            dtype=self.dtype,
+            name="conv1",
+            kernel_init=kaiming_out,
+        )
         if self.stem == "imagenet":
-            x = make_conv(
-                stem_variant,
-                self.stem_width,
-                7,
-                strides=2,
-                padding="SAME",
-                use_bias=False,
-                dtype=self.dtype,
-                name="conv1",
-                kernel_init=kaiming_out,
-            )(x)
+            x = stem_conv(self.stem_width, 7, strides=2)(x)
             x = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
             x = MaxPool(3, 2, "SAME", name="maxpool")(x)
         else:
-            x = make_conv(
-                stem_variant,
-                self.stem_width,
-                3,
-                padding="SAME",
-                use_bias=False,
-                dtype=self.dtype,
-                name="conv1",
-                kernel_init=kaiming_out,
-            )(x)
+            x = stem_conv(self.stem_width, 3)(x)
             x = nn.relu(batch_norm(train, self.dtype, "bn1")(x))
         for i, (n, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for j in range(n):
@@ -242,10 +216,12 @@ class TransferNet(nn.Module):
     ``params['head']`` (e.g. ``optax.multi_transform``) and pretrained weights go into
     ``params['backbone']`` (see :func:`cnnjax.models.torch_import.load_torchvision_resnet`).
     Pass ``train=False`` for the backbone's BatchNorm when it is frozen: ``freeze_backbone_bn=True``.
+    ``conv`` is handed to the backbone (its 3x3 convs); other backbone options go in ``backbone_kwargs``.
     """
 
     backbone: str = "resnet50"
     num_classes: int = 10
+    conv: ModuleDef = STANDARD
     backbone_kwargs: Any = None
     freeze_backbone_bn: bool = True
     dtype: Any = jnp.float32
@@ -257,7 +233,11 @@ class TransferNet(nn.Module):
         if self.backbone not in RESNETS:
             raise ValueError(f"transfer: backbone={self.backbone!r} is unknown; available: {', '.join(RESNETS)}")
         kwargs = dict(self.backbone_kwargs or {})
-        net = RESNETS[self.backbone](include_top=False, dtype=self.dtype, name="backbone", **kwargs)
+        if "conv" in kwargs:
+            raise ValueError(
+                "transfer: backbone_kwargs must not set 'conv'; give it to the model: get_model('transfer', conv=...)"
+            )
+        net = RESNETS[self.backbone](include_top=False, conv=self.conv, dtype=self.dtype, name="backbone", **kwargs)
         features = net(x, train=train and not self.freeze_backbone_bn)
         pooled = GlobalAvgPool(name="avgpool")(features)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(pooled).astype(jnp.float32)

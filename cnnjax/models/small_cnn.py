@@ -8,7 +8,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnjax.models.common import GlobalAvgPool, MaxPool, batch_norm, check_input, make_conv
+from cnnjax.layers import STANDARD, GlobalAvgPool, MaxPool, ModuleDef
+from cnnjax.models.common import batch_norm, check_input, require_module_def
 
 #: Heads between the last stage and the classifier.
 HEADS = ("gap", "flatten")
@@ -28,7 +29,7 @@ class SmallCNN(nn.Module):
     widths: Sequence[int] = (32, 64)
     convs_per_stage: int = 2
     dropout: float = 0.1
-    conv: str = "standard"
+    conv: ModuleDef = STANDARD  # every conv but the first (which sees the image)
     head: str = "gap"
     dtype: Any = jnp.float32
 
@@ -36,12 +37,13 @@ class SmallCNN(nn.Module):
     def __call__(self, x, train: bool = False):
         if self.head not in HEADS:
             raise ValueError(f"small_cnn: head={self.head!r} is unknown; allowed: {', '.join(HEADS)}")
+        require_module_def(self.conv, "small_cnn")
         check_input(x, "small_cnn", min_size=2 ** len(self.widths))
         x = x.astype(self.dtype)
         for s, width in enumerate(self.widths):
             for i in range(self.convs_per_stage):
-                variant = "standard" if (s == 0 and i == 0) else self.conv
-                x = make_conv(variant, width, 3, use_bias=False, dtype=self.dtype, name=f"conv{s}_{i}")(x)
+                make = STANDARD if (s == 0 and i == 0) else self.conv
+                x = make(width, 3, use_bias=False, dtype=self.dtype, name=f"conv{s}_{i}")(x)
                 x = nn.relu(batch_norm(train, self.dtype, name=f"bn{s}_{i}")(x))
             x = MaxPool(2)(x)
             x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -29,6 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from cnnjax.layers import STANDARD
+
 _BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(.+)$")
 
 
@@ -169,8 +171,9 @@ def load_torchvision_resnet(source, model=None, include_top: bool | None = None,
       ``{"params": ..., "batch_stats": ...}`` with ``jax.numpy`` arrays.
     """
     if model is not None:
-        if getattr(model, "conv", "standard") != "standard" or getattr(model, "conv_stem", False):
-            raise ValueError(f"torchvision weights need conv='standard'; the model has conv={model.conv!r}")
+        conv = getattr(model, "conv", STANDARD)
+        if conv != STANDARD or getattr(model, "conv_stem", False):
+            raise ValueError(f"torchvision weights need conv='standard' (no conv_stem); the model has conv='{conv}'")
         if include_top is None:
             include_top = model.include_top
     variables = torchvision_resnet_to_flax(source, include_top=True if include_top is None else include_top)

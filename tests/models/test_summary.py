@@ -76,7 +76,7 @@ def test_lenet5_classic_summary():
 
 
 @pytest.mark.parametrize(
-    "variant", ["separable", "grouped:2", "dilated:2", "deformable", "deformable_v2", "locally_connected"]
+    "variant", ["depthwise", "separable", "grouped:2", "dilated:2", "deformable", "deformable_v2", "locally_connected"]
 )
 def test_summary_of_every_conv_variant(variant):
     model = get_model("lenet5", conv=variant)
@@ -89,6 +89,8 @@ def test_summary_of_every_conv_variant(variant):
         assert rows["conv2"].flops == arithmetic.conv_flops(6, 16, 5, (10, 10), groups=2)
     if variant == "dilated:2":  # a 5x5 kernel dilated 2 spans 9: 6 + 8 * 2
         assert rows["conv2"].receptive_field == 22 and rows["conv2"].output_shape[1:] == (6, 6, 16)
+    if variant == "depthwise":  # 16 one-channel 5x5 filters on a 10x10 output
+        assert rows["conv2"].flops == 2 * 100 * 16 * 25 + 100 * 16 and rows["conv2"].params == 16 * 26
     if variant == "separable":
         assert rows["conv2"].flops == 2 * 100 * (25 * 6 + 6 * 16) + 100 * 16
     if variant == "locally_connected":

@@ -60,6 +60,9 @@ class Bottleneck(nn.Module):
         return torch.relu(out + identity)
 
 
+KEY = jax.random.PRNGKey(0)
+
+
 class TorchResNet(nn.Module):
     """torchvision.models.resnet.ResNet, written out (same names: conv1, bn1, layerK.J..., downsample.0/1, fc)."""
 
@@ -143,7 +146,9 @@ def test_backbone_import_into_transfer_net():
     assert "fc" not in imported["params"]
     transfer = TransferNet(backbone="resnet18", num_classes=3, backbone_kwargs=backbone_kwargs)
     x = jnp.asarray(np.random.RandomState(1).rand(2, 32, 32, 3), jnp.float32)
-    variables = into_transfer(imported, jax.jit(transfer.init)(jax.random.PRNGKey(0), x))
+    rng = np.random.RandomState(2)  # a fresh head: any values do (the backbone's are replaced by the import)
+    fresh = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), jax.eval_shape(transfer.init, KEY, x))
+    variables = into_transfer(imported, fresh)
     features, transfer_logits = jax.jit(
         lambda a, b, x: (backbone.apply(a, x, train=False), transfer.apply(b, x, train=False))
     )(imported, variables, x)
@@ -185,6 +190,8 @@ def test_mismatched_state_dict_is_a_clear_error():
         load_torchvision_resnet(torch_model.state_dict(), wrong_classes, input_shape=(1, 32, 32, 3))
     with pytest.raises(ValueError, match="conv='standard'"):
         load_torchvision_resnet({}, get_model("resnet18", conv="separable"))
+    with pytest.raises(ValueError, match="conv='standard'"):  # same shapes as the standard conv, other function
+        load_torchvision_resnet({}, get_model("resnet18", conv="dilated:2"))
     with pytest.raises(ValueError, match="not a torchvision ResNet parameter"):
         torchvision_resnet_to_flax({"classifier.weight": np.zeros((2, 2))})
     with pytest.raises(FileNotFoundError, match="does not exist"):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax.models import MODELS, get_model
+from cnnjax.layers import Conv, conv_variant
+from cnnjax.models import MODELS, LeNet5, get_model
 from cnnjax.models.common import count_params, min_input_size
 
 KEY = jax.random.PRNGKey(0)
@@ -15,6 +18,22 @@ KEY = jax.random.PRNGKey(0)
 
 def abstract_init(model, shape):
     return jax.eval_shape(lambda: model.init(KEY, jnp.zeros(shape, jnp.float32), train=False))
+
+
+def random_variables(model, shape, seed=0):
+    """Variables of the model's shapes drawn by NumPy: parameters He-scaled normal, BatchNorm statistics at
+    their initial 0 (mean) and 1 (var). Compiling the initialisers costs more than the forward and backward
+    pass on two cores, and no test here checks them (their parameter counts come from ``abstract_init``)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        names = [getattr(k, "key", "") for k in path]
+        if names[0] == "batch_stats":
+            return jnp.full(leaf.shape, 1.0 if names[-1] == "var" else 0.0, leaf.dtype)
+        fan_in = max(1, int(np.prod(leaf.shape[:-1])))
+        return jnp.asarray(rng.normal(size=leaf.shape) * np.sqrt(2.0 / fan_in), leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract_init(model, shape))
 
 
 @pytest.mark.parametrize(
@@ -109,15 +128,15 @@ def test_forward_jit_and_gradients(name):
     model, shape = make_small(name)
     x = jax.random.uniform(jax.random.PRNGKey(1), shape)
     labels = jnp.arange(shape[0]) % 7
+    variables = random_variables(model, shape)
 
-    @jax.jit  # one compilation: init, a train-mode gradient, an eval-mode forward
-    def run(x, labels):
-        variables = model.init(KEY, x, train=False)
+    @jax.jit  # one compilation: a train-mode gradient and an eval-mode forward
+    def run(variables, x, labels):
         params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
         step = jax.value_and_grad(lambda p: loss_fn(model, p, rest, x, labels), has_aux=True)
-        return variables, step(params), model.apply(variables, x, train=False)
+        return step(params), model.apply(variables, x, train=False)
 
-    variables, ((loss, (logits, new_stats)), grads), eval_logits = run(x, labels)
+    ((loss, (logits, new_stats)), grads), eval_logits = run(variables, x, labels)
     assert logits.shape == (shape[0], 7) and logits.dtype == jnp.float32
     assert eval_logits.shape == (shape[0], 7) and eval_logits.dtype == jnp.float32
     assert np.isfinite(float(loss))
@@ -146,17 +165,17 @@ def test_every_registered_model_is_covered():
 def test_batchnorm_train_vs_eval():
     model, shape = make_small("resnet20")
     x = jax.random.normal(jax.random.PRNGKey(2), (4, *shape[1:])) * 3 + 1
+    variables = random_variables(model, x.shape)
 
     @jax.jit
-    def run(x):
-        variables = model.init(KEY, x, train=False)
+    def run(variables, x):
         y_train, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
         y_train_single, _ = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])
         y_eval = model.apply(variables, x, train=False)
         y_eval_single = model.apply(variables, x[:1], train=False)
-        return variables, y_train, updates, y_train_single, y_eval, y_eval_single
+        return y_train, updates, y_train_single, y_eval, y_eval_single
 
-    variables, y_train, updates, y_train_single, y_eval, y_eval_single = run(x)
+    y_train, updates, y_train_single, y_eval, y_eval_single = run(variables, x)
     # Train mode: an example's output depends on the rest of the batch; eval mode: it does not.
     assert not np.allclose(y_train[:1], y_train_single, atol=1e-4)
     np.testing.assert_allclose(y_eval_single, y_eval[:1], rtol=1e-5, atol=1e-5)
@@ -179,12 +198,16 @@ def test_batchnorm_train_vs_eval():
 
 # ------------------------------------------------------------------------------------------- conv switch
 
-VARIANTS = ["standard", "separable", "grouped:2", "dilated:2", "deformable", "deformable_v2", "locally_connected"]
-
-
-def needs_variant_layer(variant):
-    if variant.startswith("deformable"):
-        pytest.importorskip("cnnjax.layers.deform", reason="DeformConv (cnnjax.layers.deform) has not landed")
+VARIANTS = [
+    "standard",
+    "depthwise",
+    "separable",
+    "grouped:2",
+    "dilated:2",
+    "deformable",
+    "deformable_v2",
+    "locally_connected",
+]
 
 
 def param_shapes(variables):
@@ -204,15 +227,12 @@ def switch_cases():
 
 @pytest.mark.parametrize("name, variant", switch_cases())
 def test_conv_switch_changes_every_model(name, variant):
-    needs_variant_layer(variant)
     if name == "dilated_cnn" and variant == "dilated:2":
         variant = "dilated:3"  # the seed net is dilated:2 already
     if name == "lenet5_classic" and variant.startswith("dilated"):
         pytest.skip("lenet5_classic rejects dilation (tested below)")
     extra = {"connection_table": None} if name == "lenet5_classic" else {}
     switch = {"conv": variant}
-    if name == "transfer":
-        switch = {"backbone_kwargs": {**SMALL[name][0]["backbone_kwargs"], "conv": variant}}
     if name == "dilated_cnn" and variant.startswith("grouped"):
         extra = {"conv_stem": False}  # conv1 sees the 1-channel image
     model, shape = make_small(name, **extra, **switch)
@@ -228,23 +248,55 @@ def test_conv_switch_changes_every_model(name, variant):
         assert param_shapes(variables) != param_shapes(abstract_init(base, shape))
 
 
+# LeNet-5 (28x28x1, 10 classes) with conv2 (6 -> 16 maps, 5x5 VALID on 14x14) switched: 61,706 - 2,416 + conv2's
+# own parameters; a dilated conv2 also shrinks the map fc1 sees (6x6 -> 3x3 after pooling instead of 5x5).
+STANDARD_CONV2 = (6 * 25 + 1) * 16  # 2,416
+LENET5_CONV2 = {
+    "standard": STANDARD_CONV2,
+    "depthwise": (25 + 1) * 16,  # 16 one-channel 5x5 filters
+    "separable": 25 * 6 + (6 + 1) * 16,  # depthwise 5x5 x 6, then 1x1 6 -> 16 with bias
+    "grouped:2": (3 * 25 + 1) * 16,
+    "dilated:2": STANDARD_CONV2,
+    "deformable": STANDARD_CONV2 + (6 * 25 + 1) * 2 * 25,  # + offset conv: (dy, dx) per tap
+    "deformable_v2": STANDARD_CONV2 + (6 * 25 + 1) * 3 * 25,  # + offset conv: (dy, dx, mask) per tap
+    "locally_connected": 10 * 10 * (6 * 25 + 1) * 16,  # a kernel and bias per output cell
+}
+
+
+def test_lenet5_conv2_variants_have_exact_parameter_counts():
+    totals = {}
+    for variant, conv2 in LENET5_CONV2.items():
+        params = abstract_init(get_model("lenet5", conv=variant), (1, 28, 28, 1))["params"]
+        fc1 = (16 * (3 * 3 if variant.startswith("dilated") else 5 * 5) + 1) * 120
+        assert count_params(params["conv2"]) == conv2, variant
+        assert count_params(params["fc1"]) == fc1, variant
+        totals[variant] = count_params(params)
+        assert totals[variant] == 61_706 - STANDARD_CONV2 - 48_120 + conv2 + fc1, variant
+    assert totals == {
+        "standard": 61_706,
+        "depthwise": 59_706,
+        "separable": 59_552,
+        "grouped:2": 60_506,
+        "dilated:2": 30_986,
+        "deformable": 69_256,
+        "deformable_v2": 73_031,
+        "locally_connected": 300_890,
+    }
+
+
 @pytest.mark.parametrize(
-    "variant", [v if v == "separable" else pytest.param(v, marks=pytest.mark.slow) for v in VARIANTS]
+    "variant", [v if v in ("depthwise", "deformable") else pytest.param(v, marks=pytest.mark.slow) for v in VARIANTS]
 )
 def test_conv_switch_runs_with_gradients_on_lenet5(variant):
-    needs_variant_layer(variant)
     model = get_model("lenet5", conv=variant)
     x = jax.random.uniform(jax.random.PRNGKey(3), (2, 28, 28, 1))
-
-    @jax.jit
-    def run(x):
-        variables = model.init(KEY, x)
-        return variables, jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(variables["params"])
-
-    variables, grads = run(x)
-    assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads["conv2"])) > 0
-    if variant == "standard":
-        assert count_params(variables["params"]) == 61_706
+    params = random_variables(model, x.shape)["params"]
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2)))(params)
+    assert count_params(grads["conv2"]) == LENET5_CONV2[variant]
+    conv2_grads = jax.tree_util.tree_leaves(grads["conv2"])
+    assert all(np.all(np.isfinite(g)) for g in conv2_grads)
+    # Every conv2 array learns (a deformable layer's offset conv included).
+    assert all(float(jnp.sum(jnp.abs(g))) > 0 for g in conv2_grads)
 
 
 def test_conv_switch_replaces_the_resnet_3x3_convs_only():
@@ -278,25 +330,58 @@ def test_unknown_keyword_is_a_clear_type_error():
         get_model("lenet5", depth=3)
 
 
-@pytest.mark.parametrize("variant", ["fancy", "grouped:0", "dilated:x", "separable:2"])
-def test_unknown_or_malformed_variant(variant):
-    with pytest.raises(ValueError, match="conv="):
-        abstract_init(get_model("lenet5", conv=variant), (1, 28, 28, 1))
+@pytest.mark.parametrize("variant", ["fancy", "grouped:0", "dilated:x", "separable:2", None])
+def test_unknown_or_malformed_variant_fails_in_get_model(variant):
+    with pytest.raises(ValueError, match=f"^conv={variant!r}.*allowed: standard, depthwise, separable, grouped:G"):
+        get_model("lenet5", conv=variant)
+
+
+def test_get_model_resolves_the_spec_once_and_takes_a_module_factory():
+    assert get_model("lenet5", conv="grouped:2").conv == conv_variant("grouped:2")
+    direct = abstract_init(get_model("lenet5", conv=functools.partial(Conv, groups=2)), (1, 28, 28, 1))
+    assert param_shapes(direct) == param_shapes(abstract_init(get_model("lenet5", conv="grouped:2"), (1, 28, 28, 1)))
+    with pytest.raises(TypeError, match=r"lenet5: conv='grouped:2' must be a module factory"):
+        abstract_init(LeNet5(conv="grouped:2"), (1, 28, 28, 1))
+    with pytest.raises(ValueError, match="backbone_kwargs must not set 'conv'"):
+        abstract_init(get_model("transfer", backbone="resnet20", backbone_kwargs={"conv": "grouped:2"}), (1, 8, 8, 3))
+
+
+@pytest.mark.parametrize("num_classes", [0, -3, 2.5, True, "10"])
+def test_num_classes_must_be_a_positive_int(num_classes):
+    with pytest.raises(ValueError) as err:
+        get_model("lenet5", num_classes=num_classes)
+    assert str(err.value) == f"num_classes={num_classes!r} must be a positive int (the number of output classes)"
+
+
+def test_a_variant_that_does_not_fit_fails_at_init_with_one_message():
+    with pytest.raises(ValueError) as err:
+        abstract_init(get_model("lenet5", conv="grouped:4"), (1, 28, 28, 1))
+    assert str(err.value).splitlines()[0] == (
+        "layer 'conv2' (Conv groups=4): groups=4 must divide in_channels=6 and features=16"
+    )
 
 
 @pytest.mark.parametrize(
     "name, kwargs, shape, message",
     [
-        ("lenet5", {"conv": "grouped:4"}, (1, 28, 28, 1), "conv2 has in_channels=6"),
-        ("lenet5", {"conv": "grouped:2", "conv_stem": True}, (1, 28, 28, 1), "conv1 has in_channels=1"),
-        ("resnet20", {"conv": "grouped:3"}, (1, 16, 16, 3), "groups=3 must divide"),
-        ("dilated_cnn", {"conv": "grouped:2"}, (1, 28, 28, 1), "conv1 has in_channels=1"),
-        ("lenet5_classic", {"conv": "dilated:2"}, (1, 28, 28, 1), "cannot be used"),
-        ("inception", {"conv": "grouped:16"}, (1, 28, 28, 1), "inception0.branch3x3 has in_channels=24"),
+        ("lenet5", {"conv": "grouped:2", "conv_stem": True}, (1, 28, 28, 1),
+         r"layer 'conv1' \(Conv groups=2\): groups=2 must divide in_channels=1 and features=6"),
+        ("resnet20", {"conv": "grouped:3"}, (1, 16, 16, 3),
+         r"layer 'layer1_0/conv1' \(Conv groups=3\): groups=3 must divide in_channels=16 and features=16"),
+        ("transfer", {"backbone": "resnet20", "conv": "grouped:3"}, (1, 16, 16, 3),
+         r"layer 'backbone/layer1_0/conv1' \(Conv groups=3\): groups=3 must divide in_channels=16"),
+        ("dilated_cnn", {"conv": "grouped:2"}, (1, 28, 28, 1),
+         r"layer 'conv1' \(Conv groups=2\): groups=2 must divide in_channels=1 and features=32"),
+        ("lenet5_classic", {"conv": "dilated:2"}, (1, 28, 28, 1),
+         r"layer 'C5' \(Conv dilation=2\): kernel of size 5 \(dilation 2, extent 9\) .* larger than the padded input 5"),
+        ("inception", {"conv": "grouped:16"}, (1, 28, 28, 1),
+         r"layer 'inception0/branch3x3' \(Conv groups=16\): groups=16 must divide in_channels=24 and features=32"),
+        ("small_cnn", {"conv": "depthwise", "widths": (8, 4)}, (1, 28, 28, 1),
+         r"layer 'conv1_0' \(DepthwiseConv\): features=4 must be >= in_channels=8"),
     ],
 )
 def test_conv_variant_a_model_cannot_use(name, kwargs, shape, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="^" + message):
         abstract_init(get_model(name, **kwargs), shape)
 
 
@@ -305,7 +390,8 @@ def test_input_too_small_names_the_minimum():
     abstract_init(model, (1, 12, 12, 1))  # the minimum works
     with pytest.raises(ValueError, match="too small.*minimum input size is 12x12"):
         abstract_init(model, (1, 11, 11, 1))
-    with pytest.raises(ValueError, match="minimum input size is 20x20"):
+    # A dilated conv2 needs 20x20; below that the layer that no longer fits says so.
+    with pytest.raises(ValueError, match=r"^layer 'pool2' \(MaxPool\): window 2 .* larger than the padded input 1"):
         abstract_init(get_model("lenet5", conv="dilated:2"), (1, 19, 19, 1))
     abstract_init(get_model("lenet5", conv="dilated:2"), (1, 20, 20, 1))
 
@@ -335,7 +421,7 @@ def test_lenet5_classic_returns_negative_squared_distances_to_fixed_codes():
 
     model = get_model("lenet5_classic")
     x = jax.random.uniform(KEY, (3, 28, 28, 1))
-    variables = jax.jit(model.init)(KEY, x)
+    variables = random_variables(model, x.shape)
     logits, inter = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True))(variables, x)
     f6 = 1.7159 * jnp.tanh(2 / 3 * inter["intermediates"]["F6"]["__call__"][0])
     codes = rbf_codes(10)
@@ -350,12 +436,8 @@ def test_lenet5_classic_pads_28_to_32_and_accepts_32():
     img = jax.random.uniform(KEY, (1, 28, 28, 1))
     padded = jnp.pad(img, ((0, 0), (2, 2), (2, 2), (0, 0)))
 
-    @jax.jit
-    def run(img, padded):
-        variables = model.init(KEY, padded)
-        return model.apply(variables, img), model.apply(variables, padded)
-
-    a, b = run(img, padded)
+    variables = random_variables(model, padded.shape)
+    a, b = jax.jit(lambda v, img, padded: (model.apply(v, img), model.apply(v, padded)))(variables, img, padded)
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
@@ -430,11 +512,17 @@ def test_bfloat16_compute_returns_float32_logits(name):
 def test_lenet5_dropout_adds_no_parameters_and_acts_only_in_training():
     x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
     model = get_model("lenet5", dropout=0.5)
-    variables = model.init(jax.random.key(1), x)
-    assert sum(p.size for p in jax.tree.leaves(variables["params"])) == 61_706
-    plain = get_model("lenet5").apply(variables, x)
-    np.testing.assert_array_equal(model.apply(variables, x), plain)  # eval: the plain network
-    dropped = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+    variables = random_variables(model, x.shape)
+    assert count_params(variables["params"]) == 61_706
+
+    @jax.jit
+    def run(variables, x):
+        plain = get_model("lenet5").apply(variables, x)
+        dropped = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+        return plain, model.apply(variables, x), dropped
+
+    plain, evaluated, dropped = run(variables, x)
+    np.testing.assert_array_equal(evaluated, plain)  # eval: the plain network
     assert not np.allclose(dropped, plain)
     with pytest.raises(ValueError, match=r"lenet5: dropout=1.0 must be in \[0, 1\)"):
-        get_model("lenet5", dropout=1.0).init(jax.random.key(0), x)
+        abstract_init(get_model("lenet5", dropout=1.0), x.shape)
