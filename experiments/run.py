@@ -2,6 +2,11 @@
 
 Several processes (hosts) train one model together when given ``--num_processes``, ``--process_id`` and
 ``--coordinator_address`` (or JAX's own environment variables for them).
+
+The workdir belongs to one run: rerunning the same command resumes it (or, when it is finished, only
+prints where its summary is); another config on it, or a second process while one runs, is refused with
+one line. Ctrl-C / SIGTERM save a checkpoint and exit with 130 / 143 ("interrupted at step N; rerun the
+same command to resume"); a mistake in the config or its values exits with 1 and one ``error: ...`` line.
 """
 
 from __future__ import annotations
