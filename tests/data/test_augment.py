@@ -1,11 +1,11 @@
 """Augmentation properties: identities, bounds, per-image draws, oracles (dm-pix, SciPy), config checks."""
 
 import functools
+import os
 
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cnnjax.data import augment as A
-from cnnjax.data.pipeline import eval_batches
 from cnnjax.data.sources import ArraySource
+from tests.conftest import REPO_ROOT
 
 
 def _images(b=6, h=12, w=10, c=3, seed=0):
@@ -254,18 +254,27 @@ def test_wrong_rank_images():
 
 
 def test_config_overrides_like_the_command_line():
-    config = ml_collections.ConfigDict({"augment": A.default_augment_config()})
-    config.augment.zoom = (0.8, 1.2)  # a tuple field, settable with --config.augment.zoom="(0.8, 1.2)"
-    config.augment.hflip = True
-    assert A.make_augmentation(config.augment) is not None
+    """--config.augment.* flags parsed by ml_collections as experiments.run does: the tuple and the booleans
+    arrive with their types and the augmentation built from them does what they say (zoom 1.5 exactly, vertical
+    flips for about half of the images, no horizontal flips although the lenet recipe has them on)."""
+    from absl import flags
+    from ml_collections import config_flags
 
-
-def test_eval_batches_are_never_augmented():
-    """The pipeline hands out the stored uint8 pixels; augmentation only exists as a separate function."""
-    images = np.random.default_rng(0).integers(0, 256, (23, 5, 5, 1), dtype=np.uint8)
-    src = ArraySource(images, np.arange(23, dtype=np.int32))
-    got = np.concatenate([b["image"][b["mask"] > 0] for b in eval_batches(src, 10)])
-    np.testing.assert_array_equal(got, images)
+    argv = ["run", f"--config={os.path.join(REPO_ROOT, 'configs', 'lenet.py')}", "--config.augment.zoom=(1.5, 1.5)",
+            "--config.augment.hflip=False", "--config.augment.vflip=True"]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    augment = flag_values.config.augment
+    assert tuple(augment.zoom) == (1.5, 1.5) and augment.hflip is False and augment.vflip is True
+    x = _images(1, 9, 11, 1, seed=5)[0]
+    zoomed = np.asarray(_warp(x, 0.0, (1.5, 1.5)))
+    out = np.asarray(jax.jit(A.make_augmentation(augment))(jax.random.PRNGKey(0), jnp.broadcast_to(x, (40, 9, 11, 1))))
+    upright = [np.allclose(o, zoomed, atol=1e-5) for o in out]
+    upside_down = [np.allclose(o, zoomed[::-1], atol=1e-5) for o in out]
+    assert all(u or d for u, d in zip(upright, upside_down))
+    assert 8 <= sum(upside_down) <= 32
+    assert not np.allclose(zoomed, zoomed[:, ::-1], atol=1e-3)  # a horizontal flip would have been seen
 
 
 def test_normalize_per_channel():

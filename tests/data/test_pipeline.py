@@ -46,6 +46,16 @@ def test_eval_covers_every_example_once():
     assert seen == list(range(103))
 
 
+def test_eval_batches_hand_out_the_stored_pixels():
+    """Evaluation batches are the stored uint8 images, in order (augmentation is the train step's alone:
+    tests/training/test_optim_features.py::test_evaluation_never_augments checks it through a whole run)."""
+    images = np.random.default_rng(0).integers(0, 256, (23, 5, 5, 1), dtype=np.uint8)
+    src = ArraySource(images, np.arange(23, dtype=np.int32))
+    batches = list(eval_batches(src, 10))
+    assert all(b["image"].dtype == np.uint8 for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b["image"][b["mask"] > 0] for b in batches]), images)
+
+
 def test_batch_size_larger_than_data():
     with pytest.raises(ValueError, match="batch_size=200 is larger than the 103 examples"):
         next(train_batches(_source(), 200, seed=0, epoch=0))
