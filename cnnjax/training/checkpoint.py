@@ -43,12 +43,18 @@ def _host_array(leaf) -> np.ndarray:
     return np.asarray(leaf)
 
 
+def _path_name(path) -> str:
+    """``opt_state/0/mu/params/conv1/kernel``: the same for a NamedTuple field and the dict orbax restores it as."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
 def checkpoint_digest(tree, data: dict) -> str:
-    """sha256 over every array of ``tree`` (key path, dtype, shape, bytes) and the JSON of ``data``."""
+    """sha256 over every array of ``tree`` (path, dtype, shape, bytes; in path order) and the JSON of ``data``."""
     h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    leaves = sorted((_path_name(p), leaf) for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0])
+    for name, leaf in leaves:
         a = np.ascontiguousarray(_host_array(leaf))
-        h.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     payload = {k: v for k, v in data.items() if k != "sha256"}
     h.update(json.dumps(payload, sort_keys=True).encode())

@@ -328,3 +328,19 @@ def test_labels_outside_the_classes_are_refused_before_training(tmp_path, no_tra
                                          r"the first 10 at example 37"):
         train_and_evaluate(c, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_init_from_a_damaged_workdir_is_refused(finished, tmp_path):
+    """``init_from`` reads another workdir's newest checkpoint: it is verified like a resumed one."""
+    from cnnjax.training.checkpoint import CorruptCheckpointError
+    from cnnjax.training.pretrained import read_pretrained
+
+    reference, _ = finished
+    good = read_pretrained(str(reference))  # restored without the state's structure: same digest
+    assert set(good) == {"params", "batch_stats"} and "conv1" in good["params"]
+    workdir = tmp_path / "w"
+    shutil.copytree(reference, workdir)
+    flip_bytes(workdir, max(checkpoint_steps(workdir)))
+    with pytest.raises(CorruptCheckpointError, match=r"init_from=.*: the checkpoint at step 16 cannot be trusted "
+                                                     r"\(checkpoint at step 16: sha256 of the restored arrays"):
+        read_pretrained(str(workdir))
