@@ -295,13 +295,15 @@ def _lock_workdir(workdir: str) -> WorkdirLock:
 def _train(config, workdir, dataset, mesh, state, steps, augment_fn, identity, num_params, stop) -> dict:
     """Resume from the newest verified checkpoint (if any), train, evaluate, write the summary."""
     lead = jax.process_index() == 0
-    writer = MetricWriter(workdir, tensorboard=bool(config.get("tensorboard", True)), enabled=lead)
     checkpoints = Checkpoints(workdir, keep=int(config.get("checkpoint_keep", 2)))
+    writer = None
     try:
         # Resume: the newest readable checkpoint gives the state, the batch to continue from and the sums.
+        # (Before the metric writer exists, so a checkpoint of another set-up is refused without a new file.)
         epoch, start_batch, sums = 0, 0, new_train_sums()
         history = {"train_time_s": 0.0, "images_seen": 0, "best_validation_accuracy": None}
         restored = checkpoints.restore_latest(abstract_tree(state.checkpoint_tree()), identity)
+        writer = MetricWriter(workdir, tensorboard=bool(config.get("tensorboard", True)), enabled=lead)
         if restored is not None:
             tree, data = restored
             state = state.from_checkpoint_tree(tree)
@@ -327,7 +329,8 @@ def _train(config, workdir, dataset, mesh, state, steps, augment_fn, identity, n
                            step_fn, eval_fn, top_k, identity, num_params, writer, checkpoints, stop)
     finally:
         checkpoints.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 def check_finite(sums, checkpoints: Checkpoints) -> None:

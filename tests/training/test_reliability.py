@@ -344,3 +344,20 @@ def test_init_from_a_damaged_workdir_is_refused(finished, tmp_path):
     with pytest.raises(CorruptCheckpointError, match=r"init_from=.*: the checkpoint at step 16 cannot be trusted "
                                                      r"\(checkpoint at step 16: sha256 of the restored arrays"):
         read_pretrained(str(workdir))
+
+
+def test_checkpoint_of_another_code_version_is_refused_without_change(finished, tmp_path, monkeypatch):
+    """Same config, but the code now builds another state (here: a different parameter count): the checkpoint
+    is refused before the metric writer adds a TensorBoard file, and the workdir is unchanged."""
+    from cnnjax.training.checkpoint import CheckpointMismatchError
+
+    reference, _ = finished
+    workdir = tmp_path / "w"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    before = tree_digest(workdir)
+    real = train_lib.checkpoint_identity
+    monkeypatch.setattr(train_lib, "checkpoint_identity", lambda *args: {**real(*args), "num_params": 1})
+    with pytest.raises(CheckpointMismatchError, match="use another --workdir"):
+        train_and_evaluate(tiny_config(tensorboard=True), str(workdir))
+    assert tree_digest(workdir) == before
