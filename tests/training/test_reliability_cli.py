@@ -16,14 +16,6 @@ from tests.conftest import REPO_ROOT
 from tests.training.reliability_helpers import CLI_ARGS, cli, results, run_cli, tree_digest
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("reference")
-    r = run_cli(*CLI_ARGS, f"--workdir={workdir}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return workdir
-
-
 def wait_for(predicate, proc, timeout=240):
     deadline = time.time() + timeout
     while not predicate():
@@ -37,7 +29,9 @@ def lock_holder(workdir) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def test_sigterm_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(reference, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(busy, tmp_path):
+    """The rerun ends bitwise equal to the uninterrupted first run of the ``busy`` fixture."""
+    reference = busy["workdir"]
     workdir = tmp_path / "w"
     proc = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -63,30 +57,38 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(reference, tm
     assert results(workdir) == results(reference)
 
 
-def test_second_process_on_a_busy_workdir_is_refused_while_the_first_finishes(reference, tmp_path):
-    workdir = tmp_path / "w"
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory):
+    """A first run, frozen (SIGSTOP) while it holds the workdir's lock; a second process on the same workdir
+    meanwhile; then the first continues (SIGCONT) and finishes. Its workdir is the reference run."""
+    workdir = tmp_path_factory.mktemp("busy")
     first = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: f"pid {first.pid} " in lock_holder(workdir), first)
-        first.send_signal(signal.SIGSTOP)  # hold the first run still while the second one tries
+        first.send_signal(signal.SIGSTOP)
         try:
             before = tree_digest(workdir)
             second = run_cli(*CLI_ARGS, f"--workdir={workdir}")
-            assert tree_digest(workdir) == before  # the refused process wrote nothing
+            unchanged = tree_digest(workdir) == before
         finally:
             first.send_signal(signal.SIGCONT)
-        out, err = first.communicate(timeout=240)
+        _, err = first.communicate(timeout=240)
     finally:
         if first.poll() is None:
             first.kill()
+    return {"workdir": workdir, "first": first, "first_stderr": err, "second": second, "unchanged": unchanged}
+
+
+def test_second_process_on_a_busy_workdir_is_refused_while_the_first_finishes(busy):
+    workdir, first, second = busy["workdir"], busy["first"], busy["second"]
     assert second.returncode == 1
     (line,) = second.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith(f"error: workdir {workdir} is in use by pid {first.pid} on ")
     assert line.endswith("; wait for that run to finish, or use another --workdir")
-    assert first.returncode == 0, err[-3000:]
-    assert results(workdir) == results(reference)
-    assert lock_holder(workdir) == ""  # released (and emptied) when the run ended
+    assert busy["unchanged"]  # the refused process wrote nothing
+    assert first.returncode == 0, busy["first_stderr"][-3000:]
+    assert (workdir / "summary.json").exists() and lock_holder(workdir) == ""  # finished; lock released, emptied
 
 
 HOLD_LOCK = textwrap.dedent("""
