@@ -1,27 +1,17 @@
-"""NaN guard, bad configs, checkpoints of another model, and frozen parameters (transfer learning)."""
+"""NaN guard, bad configs, checkpoints of another model, and frozen parameters (transfer learning).
+
+The expensive runs are shared: the refusals reuse conftest's ``synthetic_run`` (copied, never changed), the
+two transfer tests one pair of runs (a ResNet-20 source, then a frozen-backbone transfer from it).
+"""
+
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
-from cnnjax.training.metrics import read_metrics
 from cnnjax.training.train import ConfigMismatchError, NonFiniteLossError, train_and_evaluate
-from configs._base import base_config
-
-
-def synthetic_config(**overrides):
-    c = base_config()
-    c.dataset.name = "synthetic"
-    c.num_epochs, c.batch_size, c.eval_batch_size = 1, 64, 64
-    c.progress_bar = c.tensorboard = False
-    c.checkpoint_every_steps = 2
-    for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+from tests.conftest import synthetic_config
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
@@ -53,58 +43,76 @@ def test_bad_config_values(tmp_path, field, value, message):
         train_and_evaluate(synthetic_config(**{field: value}), str(tmp_path))
 
 
-def test_changed_state_structure_is_refused_not_deleted(tmp_path):
-    train_and_evaluate(synthetic_config(), str(tmp_path))
-    before = sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir())
-    with pytest.raises(ConfigMismatchError, match="ema_decay: 0.0 in the workdir's run, 0.99 now"):
-        train_and_evaluate(synthetic_config(ema_decay=0.99), str(tmp_path))
-    assert sorted(p.name for p in (tmp_path / "checkpoints" / "latest").iterdir()) == before
+def _unfinished_copy(synthetic_run, tmp_path):
+    """A copy of the shared synthetic run's workdir, as if interrupted (no summary)."""
+    config, reference, _ = synthetic_run
+    workdir = tmp_path / "w"
+    shutil.copytree(reference, workdir)
+    (workdir / "summary.json").unlink()
+    return config, workdir
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path):
-    train_and_evaluate(synthetic_config(), str(tmp_path))
-    c = synthetic_config(**{"model.name": "resnet20"})
+def test_changed_state_structure_is_refused_not_deleted(synthetic_run, tmp_path):
+    config, workdir = _unfinished_copy(synthetic_run, tmp_path)
+    before = sorted(p.name for p in (workdir / "checkpoints" / "latest").iterdir())
+    other = config.copy_and_resolve_references()
+    other.ema_decay = 0.99
+    with pytest.raises(ConfigMismatchError, match="ema_decay: 0.5 in the workdir's run, 0.99 now"):
+        train_and_evaluate(other, str(workdir))
+    assert sorted(p.name for p in (workdir / "checkpoints" / "latest").iterdir()) == before
+
+
+def test_checkpoint_of_another_model_is_refused(synthetic_run, tmp_path):
+    config, workdir = _unfinished_copy(synthetic_run, tmp_path)
+    other = config.copy_and_resolve_references()
+    other.model.name = "resnet20"
     with pytest.raises(ConfigMismatchError, match=r"model.name: 'lenet5' in the workdir's run, 'resnet20' now.*another --workdir"):
-        train_and_evaluate(c, str(tmp_path))
+        train_and_evaluate(other, str(workdir))
 
 
-def test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged(tmp_path):
-    from cnnjax.models import get_model
-    from cnnjax.training.checkpoint import Checkpoints, abstract_tree
-    from cnnjax.training.train import checkpoint_identity, create_train_state, trainable_mask_for
-
-    c = synthetic_config(**{"model.name": "transfer", "frozen": ("backbone",), "checkpoint_every_steps": 0})
-    c.model.kwargs.backbone = "resnet20"
-    summary = train_and_evaluate(c, str(tmp_path))
-    assert summary["steps"] == 8
-    # The initial state is a pure function of the seed: rebuild it and compare with the final checkpoint.
-    model = get_model("transfer", num_classes=10, backbone="resnet20")
-    initial = create_train_state(c, model, (28, 28, 1), total_steps=8,
-                                 trainable_mask=trainable_mask_for(c, model, (28, 28, 1)))
-    checkpoints = Checkpoints(str(tmp_path))
-    final_tree, _ = checkpoints.restore_latest(abstract_tree(initial.checkpoint_tree()),
-                                               checkpoint_identity(c, initial, (28, 28, 1), 10))
-    checkpoints.close()
-    same = jax.tree_util.tree_map(np.array_equal, initial.params["backbone"], final_tree["params"]["backbone"])
-    assert all(jax.tree_util.tree_leaves(same))
-    same_bn = jax.tree_util.tree_map(np.array_equal, initial.batch_stats, final_tree["batch_stats"])
-    assert initial.batch_stats and all(jax.tree_util.tree_leaves(same_bn))
-    moved = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), initial.params["head"],
-                                   final_tree["params"]["head"])
-    assert all(jax.tree_util.tree_leaves(moved))
-
-
-def test_transfer_from_own_checkpoint_loads_backbone_and_keeps_it_frozen(tmp_path):
-    from cnnjax.training.pretrained import read_pretrained
-
-    source = tmp_path / "source"
+@pytest.fixture(scope="module")
+def transfer_runs(tmp_path_factory):
+    """A ResNet-20 trained on synthetic data, and a transfer net whose frozen backbone is initialised from it."""
+    root = tmp_path_factory.mktemp("transfer")
+    source = root / "source"
     train_and_evaluate(synthetic_config(**{"model.name": "resnet20", "checkpoint_every_steps": 0}), str(source))
-    pretrained = read_pretrained(str(source))
     c = synthetic_config(**{"model.name": "transfer", "frozen": ("backbone",), "init_from": str(source),
                             "checkpoint_every_steps": 0})
     c.model.kwargs.backbone = "resnet20"
-    target = tmp_path / "transfer"
-    train_and_evaluate(c, str(target))
+    target = root / "transfer"
+    summary = train_and_evaluate(c, str(target))
+    return c, source, target, summary
+
+
+def test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged(transfer_runs):
+    """After 8 steps the frozen backbone and its BatchNorm statistics are still the loaded ones, bit for bit,
+    while every parameter of the head moved away from its initial value."""
+    from cnnjax.models import get_model
+    from cnnjax.training.pretrained import load_pretrained, read_pretrained
+    from cnnjax.training.train import create_train_state, trainable_mask_for
+
+    c, source, target, summary = transfer_runs
+    assert summary["steps"] == 8
+    # The initial state is a pure function of the seed and the source: rebuild it, compare with the final checkpoint.
+    model = get_model("transfer", num_classes=10, backbone="resnet20")
+    initial = create_train_state(c, model, (28, 28, 1), total_steps=8,
+                                 trainable_mask=trainable_mask_for(c, model, (28, 28, 1)))
+    initial = load_pretrained(initial, str(source))
+    final = read_pretrained(str(target))
+    same = jax.tree_util.tree_map(np.array_equal, initial.params["backbone"], final["params"]["backbone"])
+    assert all(jax.tree_util.tree_leaves(same))
+    same_bn = jax.tree_util.tree_map(np.array_equal, initial.batch_stats, final["batch_stats"])
+    assert initial.batch_stats and all(jax.tree_util.tree_leaves(same_bn))
+    moved = jax.tree_util.tree_map(lambda a, b: not np.array_equal(a, b), initial.params["head"],
+                                   final["params"]["head"])
+    assert all(jax.tree_util.tree_leaves(moved))
+
+
+def test_transfer_from_own_checkpoint_loads_backbone_and_keeps_it_frozen(transfer_runs):
+    from cnnjax.training.pretrained import read_pretrained
+
+    _, source, target, _ = transfer_runs
+    pretrained = read_pretrained(str(source))
     final = read_pretrained(str(target))
     for name in ("params", "batch_stats"):
         src = {k: v for k, v in pretrained[name].items() if k in final[name]["backbone"]}
@@ -115,14 +123,3 @@ def test_transfer_from_own_checkpoint_loads_backbone_and_keeps_it_frozen(tmp_pat
 def test_init_from_bad_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no checkpoints"):
         train_and_evaluate(synthetic_config(init_from=str(tmp_path)), str(tmp_path / "w"))
-
-
-def test_ema_and_dropout_train_end_to_end(tmp_path):
-    # The EMA starts as a copy of the weights (not the same buffers, which the donating step would reject).
-    overrides = {"ema_decay": 0.9, "model.kwargs": {"dropout": 0.3}}
-    with_ema = train_and_evaluate(synthetic_config(eval_with_ema=True, **overrides), str(tmp_path / "ema"))
-    plain = train_and_evaluate(synthetic_config(eval_with_ema=False, **overrides), str(tmp_path / "plain"))
-    assert np.isfinite(with_ema["test_loss"]) and np.isfinite(plain["test_loss"])
-    train = [[r for r in read_metrics(str(tmp_path / d)) if r["split"] == "train"] for d in ("ema", "plain")]
-    assert train[0] and [r["loss"] for r in train[0]] == [r["loss"] for r in train[1]]  # the same training ...
-    assert with_ema["test_loss"] != plain["test_loss"]  # ... evaluated with other weights

@@ -1,14 +1,19 @@
 """Gradient accumulation, EMA, mixed precision, schedules and label smoothing, each against a formula."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
-from cnnjax.data.pipeline import eval_batches, train_batches
-from cnnjax.data.sources import synthetic_dataset
+from cnnjax.data.augment import make_augmentation
+from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
+from cnnjax.data.sources import get_dataset, synthetic_dataset
 from cnnjax.models import get_model
+from cnnjax.training.metrics import read_metrics
 from cnnjax.training.optimizers import make_schedule
 from cnnjax.training.steps import cross_entropy, eval_step, train_step
 from cnnjax.training.train import build_model, create_train_state
@@ -91,16 +96,73 @@ def test_label_smoothing_formula():
                                float(optax.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0]))[0]))
 
 
-def test_evaluation_never_augments():
-    """eval_step sees the raw images: its loss equals the loss recomputed by hand on unaugmented input."""
-    ds = synthetic_dataset(num_train=128)
-    model = get_model("lenet5")
-    state = create_train_state(_config(), model, (28, 28, 1), total_steps=1)
-    batch = next(eval_batches(ds.test, 64))
-    out = eval_step(state, batch)
-    logits = model.apply({"params": state.params}, batch["image"].astype(np.float32) / 255.0)
-    np.testing.assert_allclose(float(out["loss_sum"]), float(jnp.sum(cross_entropy(logits, batch["label"]))),
-                               rtol=1e-5)
+def _replay(config):
+    """The run of ``config`` replayed by hand, outside ``train_and_evaluate``: the initial state, then
+    ``train_step`` with the config's label smoothing, augmentation and EMA over each epoch's batches.
+    Returns the final state and each epoch's mean train loss."""
+    dataset = get_dataset(config.dataset)
+    steps = steps_per_epoch(len(dataset.train), config.batch_size)
+    model = build_model(config, dataset.num_classes)
+    state = create_train_state(config, model, dataset.image_shape, steps * config.num_epochs, steps)
+    step = jax.jit(functools.partial(train_step, label_smoothing=config.label_smoothing,
+                                     augment_fn=make_augmentation(config.augment), ema_decay=config.ema_decay))
+    epoch_losses = []
+    for epoch in range(config.num_epochs):
+        losses = []
+        for batch in train_batches(dataset.train, config.batch_size, seed=config.seed, epoch=epoch):
+            state, metrics = step(state, batch)
+            losses.append(float(metrics["loss"]))
+        assert len(losses) == steps
+        epoch_losses.append(float(np.mean(losses)))
+    return state, epoch_losses
+
+
+def _final_tree(workdir):
+    latest = workdir / "checkpoints" / "latest"
+    step = max(int(d.name) for d in latest.iterdir() if d.name.isdigit())
+    return ocp.StandardCheckpointer().restore(str(latest / str(step) / "state"))
+
+
+def test_the_run_trains_with_the_configured_step(synthetic_run):
+    """train_and_evaluate trains with the config's label smoothing, augmentation (brightness +-0.3, flips),
+    dropout and EMA: replayed by hand with train_step, it gives the run's train loss of each epoch and its final
+    weights. (Dropping any of them from the loop's step changes both: ``python -m tests.mutants --only loop``.)"""
+    config, workdir, _ = synthetic_run
+    state, epoch_losses = _replay(config)
+    train = [r for r in read_metrics(str(workdir)) if r["split"] == "train"]
+    np.testing.assert_allclose([r["loss"] for r in train], epoch_losses, rtol=1e-5)
+    final = _final_tree(workdir)
+    for name in ("params", "ema_params"):
+        for a, b in zip(jax.tree_util.tree_leaves(final[name]), jax.tree_util.tree_leaves(getattr(state, name))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_never_augments(synthetic_run):
+    """The run's validation and test numbers are those of its final EMA weights (``eval_with_ema``) on the
+    stored images, although training augmented every batch; on augmented images, or with the raw weights, the
+    numbers would differ."""
+    config, workdir, summary = synthetic_run
+    dataset = get_dataset(config.dataset)
+    model = build_model(config, dataset.num_classes)
+    final = _final_tree(workdir)
+    augment = make_augmentation(config.augment)
+
+    @jax.jit
+    def loss_sum(params, images, labels, augmented):
+        x = images.astype(jnp.float32) / 255.0
+        x = jnp.where(augmented, augment(jax.random.PRNGKey(0), x), x)
+        logits = model.apply({"params": params}, x, train=False)
+        return jnp.sum(cross_entropy(logits, labels))
+
+    last_validation = [r for r in read_metrics(str(workdir)) if r["split"] == "validation"][-1]
+    for source, loss in ((dataset.test, summary["test_loss"]), (dataset.validation, last_validation["loss"])):
+        batch = source.get_batch(np.arange(len(source)))
+        stored = float(loss_sum(final["ema_params"], batch["image"], batch["label"], False)) / len(source)
+        np.testing.assert_allclose(loss, stored, rtol=1e-5)
+        augmented = float(loss_sum(final["ema_params"], batch["image"], batch["label"], True)) / len(source)
+        assert abs(augmented - stored) > 0.01
+        raw_weights = float(loss_sum(final["params"], batch["image"], batch["label"], False)) / len(source)
+        assert abs(raw_weights - stored) > 1e-3
 
 
 def test_train_step_applies_the_augmentation():
