@@ -1,0 +1,298 @@
+"""Targeted mutation testing: put one deliberate bug at a time into a copy of cnnjax and run the tests that
+should catch it.
+
+    .venv/bin/python -m tests.mutants                  # every mutant, 2 at a time, on the committed code (HEAD)
+    .venv/bin/python -m tests.mutants --only resume    # mutants whose id contains "resume"
+    .venv/bin/python -m tests.mutants --list           # ids, files and test sets, nothing run
+
+Each mutant is an exact text substitution in one file of ``cnnjax/``. The code is never mutated in place:
+the revision (``--rev``, default HEAD; ``--rev=WORKTREE`` copies the working tree's tracked and untracked,
+not ignored files) is exported to a temporary folder per worker, the mutant is applied there, the named
+default (not slow) tests run there with ``PYTHONPATH`` pointing at the copy (``-x``, a timeout per mutant),
+and the file is restored before the next mutant. A mutant whose pattern does not occur exactly ``count``
+times is reported as STALE and makes the command fail: patterns must be updated with the code, never
+silently skipped. Every test set is first run on the unmutated copy; a set that fails there is reported as
+BROKEN (its mutants would prove nothing).
+
+A mutant is *killed* when its tests fail (or time out), *survived* when they pass. Survivors that change
+behaviour are gaps in the tests; ``equivalent=...`` marks a mutant known not to change behaviour (with the
+reason), so it is reported apart. ``tests/README.md`` records the last run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    id: str
+    path: str  # relative to the repository root
+    pattern: str
+    replacement: str
+    tests: tuple[str, ...]  # pytest node ids or files, relative to the repository root
+    what: str  # the bug in words
+    count: int = 1  # occurrences of ``pattern`` that are all replaced
+    equivalent: str = ""  # why this mutant cannot change behaviour (reported apart from survivors)
+
+
+SOURCES = "cnnjax/data/sources.py"
+PIPELINE = "cnnjax/data/pipeline.py"
+STEPS = "cnnjax/training/steps.py"
+CHECKPOINT = "cnnjax/training/checkpoint.py"
+TRAIN = "cnnjax/training/train.py"
+IDENTITY = "cnnjax/training/run_identity.py"
+
+T_SOURCES = ("tests/data/test_sources.py", "tests/data/test_tfds.py")
+T_PIPELINE = ("tests/data/test_pipeline.py",)
+T_STEP = ("tests/training/test_train_step.py", "tests/training/test_optim_features.py")
+# The in-process resume tests (seconds); test_resume.py's SIGKILL test on Fashion-MNIST takes minutes and adds
+# nothing for these mutants.
+T_RESUME = ("tests/training/test_resume.py::test_resume_from_a_mid_epoch_checkpoint_is_exact",
+            "tests/training/test_resume.py::test_truncated_latest_checkpoint_falls_back",
+            "tests/training/test_resume.py::test_checkpoint_of_another_setup_is_refused",
+            "tests/training/test_resume.py::test_synthetic_run_is_far_from_its_start")
+T_LOOP = ("tests/training/test_optim_features.py::test_the_run_trains_with_the_configured_step",
+          "tests/training/test_optim_features.py::test_evaluation_never_augments") + T_RESUME + (
+          "tests/training/test_errors_and_freezing.py",)
+
+MUTANTS: tuple[Mutant, ...] = (
+    # --- cnnjax/data/sources.py
+    Mutant("split-overlap", SOURCES, "np.sort(order[validation_size:])", "np.sort(order[:len(order) - validation_size])",
+           T_SOURCES, "split_validation: train overlaps validation (sizes unchanged)"),
+    Mutant("split-unsorted-held", SOURCES, "held, kept = np.sort(order[:validation_size])",
+           "held, kept = np.sort(order[1:validation_size + 1])", T_SOURCES,
+           "split_validation: one validation example is also in train, one example in neither"),
+    Mutant("subset-get-batch-ignores-indices", SOURCES, "mapped = self.indices[np.asarray(indices)]",
+           "mapped = np.asarray(indices)", T_SOURCES, "Subset.get_batch reads the parent's examples, not its own"),
+    Mutant("take-drops-one", SOURCES, "return ArraySource(self.images[:n], self.labels[:n])",
+           "return ArraySource(self.images[:n - 1], self.labels[:n - 1])", T_SOURCES + ("tests/test_cli.py",),
+           "ArraySource.take keeps n - 1 examples"),
+    Mutant("labels-shifted", SOURCES, 'return {"image": self.images[indices], "label": self.labels[indices].astype(np.int32)}',
+           'return {"image": self.images[indices], "label": np.roll(self.labels[indices], 1).astype(np.int32)}',
+           T_SOURCES + T_PIPELINE, "ArraySource.get_batch: labels no longer with their images"),
+    # --- cnnjax/data/pipeline.py
+    Mutant("epoch-seed-ignores-epoch", PIPELINE, "return (int(seed) * 1_000_003 + int(epoch)) % (2**31 - 1)",
+           "return (int(seed) * 1_000_003) % (2**31 - 1)", T_PIPELINE, "every epoch has the same order"),
+    Mutant("start-batch-ignored", PIPELINE, "for b in range(start_batch, num_batches):",
+           "for b in range(0, num_batches):", T_PIPELINE, "train_batches ignores start_batch (plain path)"),
+    Mutant("start-batch-ignored-threads", PIPELINE, "grain.MapDataset.range(start_batch, num_batches)",
+           "grain.MapDataset.range(0, num_batches)", T_PIPELINE, "train_batches ignores start_batch (threads)"),
+    Mutant("process-slice-overlap", PIPELINE, "start = (b * process_count + process_index) * batch_size",
+           "start = (b * process_count) * batch_size", T_PIPELINE, "every process takes the same slice"),
+    Mutant("eval-mask-all-valid", PIPELINE, 'batch["mask"] = (np.arange(len(idx)) < valid).astype(np.float32)',
+           'batch["mask"] = np.ones(len(idx), np.float32)', T_PIPELINE, "padding examples counted in evaluation"),
+    Mutant("eval-drops-last-partial", PIPELINE, "starts = list(range(0, len(own), batch_size))",
+           "starts = list(range(0, len(own) - batch_size + 1, batch_size))", T_PIPELINE,
+           "evaluation drops the last partial batch"),
+    Mutant("eval-strided-wrong", PIPELINE, "own = np.arange(process_index, n, process_count)",
+           "own = np.arange(0, n, process_count)", T_PIPELINE, "every process evaluates process 0's examples"),
+    Mutant("steps-per-epoch-ignores-processes", PIPELINE, "return (num_examples // process_count) // batch_size",
+           "return num_examples // batch_size", T_PIPELINE + ("tests/training/test_sharding.py",),
+           "steps_per_epoch counts all examples for each process"),
+    # --- cnnjax/training/steps.py
+    Mutant("train-step-drops-label-smoothing", STEPS, 'cross_entropy(logits, batch["label"], label_smoothing).mean()',
+           'cross_entropy(logits, batch["label"]).mean()', T_STEP, "train_step ignores label_smoothing"),
+    Mutant("smoothing-wrong-mass", STEPS, "label_smoothing / num_classes", "label_smoothing / (num_classes - 1)",
+           T_STEP, "label smoothing spreads s / (K - 1) instead of s / K"),
+    Mutant("train-step-no-augmentation", STEPS, "images = augment_fn(aug_rng, images)", "images = images",
+           T_STEP, "train_step never augments"),
+    Mutant("step-rng-not-folded", STEPS, "rng = jax.random.fold_in(state.rng, state.step)", "rng = state.rng",
+           T_STEP, "the same augmentation/dropout draw at every step"),
+    Mutant("ema-decay-swapped", STEPS, "ema_decay * e + (1.0 - ema_decay) * p", "(1.0 - ema_decay) * e + ema_decay * p",
+           T_STEP, "EMA weights the new parameters by the decay"),
+    Mutant("batch-stats-not-updated", STEPS, 'batch_stats=updates.get("batch_stats", state.batch_stats)',
+           "batch_stats=state.batch_stats", T_STEP + ("tests/training/test_errors_and_freezing.py",),
+           "BatchNorm running statistics never updated"),
+    Mutant("step-counter-frozen", STEPS, "step=state.step + 1,", "step=state.step,", T_STEP, "step never advances"),
+    Mutant("train-sum-count-frozen", STEPS, '"count": sums["count"] + 1', '"count": sums["count"]', T_LOOP,
+           "epoch train metrics divided by 1 instead of the number of steps"),
+    Mutant("nonfinite-step-off-by-one", STEPS, "& bad, step + 1, sums", "& bad, step, sums",
+           ("tests/training/test_errors_and_freezing.py",), "NaN reported one step early"),
+    Mutant("eval-ignores-mask", STEPS, 'jnp.sum(cross_entropy(logits, batch["label"]) * mask)',
+           'jnp.sum(cross_entropy(logits, batch["label"]))', T_STEP + T_LOOP, "evaluation loss counts padding"),
+    Mutant("eval-ignores-ema", STEPS, "state.variables(use_ema)", "state.variables(False)", T_STEP,
+           "evaluation never uses the EMA weights"),
+    Mutant("topk-off-by-one", STEPS, "top = jax.lax.top_k(logits, k)[1]", "top = jax.lax.top_k(logits, k - 1)[1]",
+           T_STEP, "top-k accuracy counts the k - 1 largest"),
+    # --- cnnjax/training/checkpoint.py
+    Mutant("restore-oldest-first", CHECKPOINT, "sorted(self.latest.all_steps(), reverse=True)",
+           "sorted(self.latest.all_steps())", T_RESUME, "resume from the oldest checkpoint kept"),
+    Mutant("identity-not-checked", CHECKPOINT, "if saved != identity:", "if False:",
+           T_RESUME + ("tests/training/test_errors_and_freezing.py",), "a checkpoint of another set-up is resumed"),
+    Mutant("best-keeps-worst", CHECKPOINT, 'best_mode="max"', 'best_mode="min"', T_RESUME,
+           "the best checkpoint is the one with the lowest validation accuracy"),
+    # --- cnnjax/training/train.py
+    Mutant("resume-start-batch-0", TRAIN, 'epoch, start_batch = data["epoch"], data["batch"]',
+           'epoch, start_batch = data["epoch"], 0', T_RESUME, "a resumed run restarts its epoch at batch 0"),
+    Mutant("resume-sums-reset", TRAIN, 'sums = {k: jnp.asarray(v, new_train_sums()[k].dtype) for k, v in data["sums"].items()}',
+           "sums = new_train_sums()", T_RESUME, "a resumed run forgets the epoch's running train sums"),
+    Mutant("identity-ignores-model-kwargs", IDENTITY, "if field in RESULT_NEUTRAL_FIELDS:",
+           'if field in RESULT_NEUTRAL_FIELDS or field.startswith("model.kwargs"):', T_RESUME,
+           "the run identity ignores model.kwargs (conv=standard and conv=dilated:2 ResNet-20 match)"),
+    Mutant("loop-drops-label-smoothing", TRAIN, 'label_smoothing=float(config.get("label_smoothing", 0.0))',
+           "label_smoothing=0.0", T_LOOP, "train_and_evaluate never passes label_smoothing to the step"),
+    Mutant("loop-drops-augmentation", TRAIN, "augment_fn=augment_fn, ema_decay", "augment_fn=None, ema_decay",
+           T_LOOP, "train_and_evaluate never augments"),
+    Mutant("loop-drops-ema-decay", TRAIN, 'ema_decay=float(config.get("ema_decay", 0.0))', "ema_decay=0.0",
+           T_LOOP, "the EMA copies the weights at every step"),
+    Mutant("checkpoint-position-off-by-one", TRAIN, "save_checkpoint(checkpoints, state, sums, epoch, i + 1, history",
+           "save_checkpoint(checkpoints, state, sums, epoch, i, history", T_RESUME,
+           "a mid-epoch checkpoint records the batch it has just trained on"),
+    Mutant("epoch-not-reshuffled", TRAIN, "seed=config.seed, epoch=epoch,", "seed=config.seed, epoch=0,", T_LOOP,
+           "every epoch trains on the same order"),
+    Mutant("eval-uses-ema-always", TRAIN, 'use_ema=bool(config.get("eval_with_ema", False))', "use_ema=True",
+           T_LOOP, "evaluation always uses the EMA weights"),
+)
+
+
+def export(rev: str, dest: str) -> None:
+    """Copy revision ``rev`` of the repository (or the working tree for ``WORKTREE``) into ``dest``."""
+    os.makedirs(dest)
+    if rev == "WORKTREE":
+        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                               check=True, capture_output=True).stdout.decode().split("\0")
+        for f in filter(None, files):
+            src = os.path.join(REPO_ROOT, f)
+            if os.path.isfile(src):
+                os.makedirs(os.path.dirname(os.path.join(dest, f)), exist_ok=True)
+                shutil.copy2(src, os.path.join(dest, f))
+        return
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO_ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+
+
+def check_patterns(root: str, mutants) -> list[str]:
+    """The ids of mutants whose pattern does not occur exactly ``count`` times in ``root`` (stale)."""
+    stale = []
+    for m in mutants:
+        path = os.path.join(root, m.path)
+        text = open(path).read() if os.path.exists(path) else ""
+        if text.count(m.pattern) != m.count:
+            stale.append(f"{m.id}: {m.path} has {text.count(m.pattern)} occurrences of {m.pattern!r}, "
+                         f"expected {m.count}")
+    return stale
+
+
+def run_tests(root: str, tests, timeout: float) -> tuple[str, float, str]:
+    """Run the default tests ``tests`` in the copy ``root``: (``passed``/``failed``/``timeout``, seconds, tail)."""
+    env = {**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]
+    start = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start, ""
+    tail = (r.stdout + r.stderr).strip().splitlines()
+    return ("passed" if r.returncode == 0 else "failed"), time.perf_counter() - start, "\n".join(tail[-15:])
+
+
+def first_failure(tail: str) -> str:
+    for line in tail.splitlines():
+        if line.startswith("FAILED") or line.startswith("ERROR"):
+            return line.split(" - ")[0].removeprefix("FAILED ").removeprefix("ERROR ")
+    return ""
+
+
+def mutate_and_run(root: str, m: Mutant, timeout: float) -> dict:
+    path = os.path.join(root, m.path)
+    original = open(path).read()
+    try:
+        with open(path, "w") as f:
+            f.write(original.replace(m.pattern, m.replacement))
+        outcome, seconds, tail = run_tests(root, m.tests, timeout)
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+    status = {"passed": "SURVIVED", "failed": "killed", "timeout": "killed (timeout)"}[outcome]
+    return {"id": m.id, "path": m.path, "what": m.what, "status": status, "seconds": round(seconds, 1),
+            "caught_by": first_failure(tail) if outcome == "failed" else "", "equivalent": m.equivalent,
+            "tail": tail if outcome != "failed" else ""}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rev", default="HEAD", help="git revision to mutate, or WORKTREE (default HEAD)")
+    parser.add_argument("--only", action="append", default=[], help="run mutants whose id contains this (repeatable)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at the same time (one copy each)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant's test run")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--json", default="", help="write the results to this file")
+    args = parser.parse_args(argv)
+
+    mutants = [m for m in MUTANTS if not args.only or any(s in m.id for s in args.only)]
+    if args.list:
+        for m in mutants:
+            print(f"{m.id:40s} {m.path:32s} {' '.join(m.tests)}")
+        return 0
+    tmp = tempfile.mkdtemp(prefix="cnnjax-mutants-")
+    try:
+        roots = [os.path.join(tmp, f"copy{j}") for j in range(max(1, args.jobs))]
+        for root in roots:
+            export(args.rev, root)
+        probe = subprocess.run([sys.executable, "-c", "import cnnjax; print(cnnjax.__file__)"], cwd=roots[0],
+                               env={**os.environ, "PYTHONPATH": roots[0]}, capture_output=True, text=True)
+        if not probe.stdout.startswith(roots[0]):
+            print(f"error: the copy does not import its own cnnjax ({probe.stdout.strip()} {probe.stderr[-300:]})")
+            return 2
+        stale = check_patterns(roots[0], mutants)
+        for line in stale:
+            print("STALE", line)
+        stale_ids = {s.split(":")[0] for s in stale}
+        mutants = [m for m in mutants if m.id not in stale_ids]
+
+        test_sets = sorted({m.tests for m in mutants})
+        print(f"{len(mutants)} mutants, {len(test_sets)} test sets; checking the test sets on the unmutated code ...",
+              flush=True)
+        with concurrent.futures.ThreadPoolExecutor(len(roots)) as pool:
+            clean = dict(zip(test_sets, pool.map(lambda ts: run_tests(roots[0], ts, args.timeout), test_sets)))
+        broken = {ts for ts, (outcome, _, tail) in clean.items() if outcome != "passed"}
+        for ts in broken:
+            print(f"BROKEN test set {' '.join(ts)}: {clean[ts][0]} on the unmutated code\n{clean[ts][2]}")
+        runnable = [m for m in mutants if m.tests not in broken]
+
+        results = []
+        free = list(roots)
+
+        def work(m):
+            root = free.pop()
+            try:
+                return mutate_and_run(root, m, args.timeout)
+            finally:
+                free.append(root)
+
+        with concurrent.futures.ThreadPoolExecutor(len(roots)) as pool:
+            for r in pool.map(work, runnable):
+                results.append(r)
+                print(f"{r['status']:17s} {r['id']:40s} {r['seconds']:6.1f} s  {r['caught_by']}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    killed = [r for r in results if r["status"].startswith("killed")]
+    survived = [r for r in results if r["status"] == "SURVIVED"]
+    print(f"\n{len(results)} mutants run: {len(killed)} killed, {len(survived)} survived"
+          f" ({len(survived) / max(len(results), 1):.0%}); {len(stale)} stale; {len(broken)} broken test sets")
+    for r in survived:
+        print(f"SURVIVED {r['id']} ({r['path']}): {r['what']}" + (f" [equivalent: {r['equivalent']}]"
+                                                                   if r["equivalent"] else ""))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rev": args.rev, "results": results, "stale": stale,
+                       "broken": [list(ts) for ts in broken]}, f, indent=1)
+    behaviour_survivors = [r for r in survived if not r["equivalent"]]
+    return 1 if (stale or broken or behaviour_survivors) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
