@@ -67,9 +67,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 class StopSignals:
     """While active, SIGINT and SIGTERM only set ``signum``; the loop saves a checkpoint and stops.
 
-    A second signal stops at once (``KeyboardInterrupt``). Only in the main thread of a single-process run:
-    in a ``jax.distributed`` run every process would have to agree on the step, so signals keep their
-    default effect there (the run resumes from its last periodic checkpoint).
+    A second signal stops at once (``KeyboardInterrupt``); an ignored signal stays ignored. Only in the main
+    thread of a single-process run: in a ``jax.distributed`` run every process would have to agree on the
+    step, so signals keep their default effect there (the run resumes from its last periodic checkpoint).
     """
 
     def __init__(self):
@@ -79,7 +79,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
             for s in (signal.SIGINT, signal.SIGTERM):
-                self._previous[s] = signal.signal(s, self._handle)
+                if signal.getsignal(s) is not signal.SIG_IGN:  # e.g. SIGINT of a shell's background job
+                    self._previous[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:

@@ -91,6 +91,25 @@ def test_second_process_on_a_busy_workdir_is_refused_while_the_first_finishes(bu
     assert (workdir / "summary.json").exists() and lock_holder(workdir) == ""  # finished; lock released, emptied
 
 
+def test_ctrl_c_before_training_is_one_line_and_writes_nothing(tmp_path):
+    """Ctrl-C while the data set loads (or, on a fast machine, once training runs): one line, exit 130."""
+    workdir = tmp_path / "w"
+    proc = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT
+    (line,) = err.strip().splitlines()
+    assert line == "interrupted" or line.endswith("; rerun the same command to resume")
+    if line == "interrupted":
+        assert not workdir.exists()
+
+
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from cnnjax.training.workdir_lock import WorkdirLock
