@@ -173,8 +173,9 @@ class LeNet5Classic(nn.Module):
             x = x * 1.275 - 0.1
         init = lecun98_uniform()
         conv = functools.partial(self.conv, padding="VALID", dtype=self.dtype, kernel_init=init)
-        stem = functools.partial(self.conv if self.conv_stem else STANDARD, padding="VALID", dtype=self.dtype)
-        x = lecun_tanh(stem(6, 5, name="C1", kernel_init=init)(x))
+        stem = functools.partial(self.conv if self.conv_stem else STANDARD, padding="VALID", dtype=self.dtype,
+                                 kernel_init=init)
+        x = lecun_tanh(stem(6, 5, name="C1")(x))
         x = lecun_tanh(TrainableSubsampling(name="S2")(x))
         if table is None:
             x = conv(16, 5, name="C3")(x)
