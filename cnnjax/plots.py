@@ -79,8 +79,8 @@ def plot_kernel_gallery(image, kernel_names=tuple(KERNELS), size: float = 2.6) -
         ax.axis("off")
     for ax, img, title, sym in zip(axes, images, titles, signed):
         ax.axis("off")
-        if sym:
-            lim = float(np.abs(img).max()) or 1.0
+        if sym:  # the colour scale saturates at the 99.5th percentile of |value|, so that thin edges show
+            lim = float(np.percentile(np.abs(img), 99.5)) or float(np.abs(img).max()) or 1.0
             ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
         else:
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0 if img.ndim == 2 else None,

@@ -1,17 +1,19 @@
-"""Regenerate README's figures: ``python docs/figures/regenerate.py`` (from the repository root).
+"""Regenerate README's figures: ``python docs/figures/regenerate.py [--lenet_workdir=runs/lenet]
+[--sweep_workdir=runs/conv_ablation]`` (from the repository root).
 
 - ``kernels.png``: the classic 3x3 kernels on scikit-image's camera photograph (``cnnjax.plots``).
 - ``hog.png``: a Fashion-MNIST image of each class beside its HOG cells, what ``configs/hog_svm.py`` classifies.
 - ``lenet/{learning_curves,confusion_matrix,most_confused}.png``: ``experiments.report`` of the LeNet-5 run in
-  ``runs/lenet``; the run is trained first (``python -m experiments.run --config=lenet --workdir=runs/lenet``,
-  about 2 minutes on 2 CPU cores) when that workdir holds no finished run.
-- ``conv_ablation/*.png``: the plots of the convolution-variant sweep in ``runs/conv_ablation``, copied when that
+  ``--lenet_workdir``; the run is trained first (``python -m experiments.run --config=lenet --workdir=DIR``,
+  about 2 minutes on 2 idle CPU cores) when that workdir holds no finished run.
+- ``conv_ablation/*.png``: the plots of the convolution-variant sweep in ``--sweep_workdir``, copied when that
   sweep exists (``python -m experiments.sweep --config=conv_ablation --workdir=runs/conv_ablation``, about an hour);
   skipped with a message otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -51,8 +53,7 @@ def hog_figure() -> str:
     return path
 
 
-def lenet_figures() -> list[str]:
-    workdir = os.path.join(ROOT, "runs", "lenet")
+def lenet_figures(workdir: str) -> list[str]:
     if not os.path.exists(os.path.join(workdir, "summary.json")):
         subprocess.run([sys.executable, "-m", "experiments.run", "--config=lenet", f"--workdir={workdir}"], cwd=ROOT,
                        check=True)
@@ -61,20 +62,24 @@ def lenet_figures() -> list[str]:
     return write_report(workdir, os.path.join(OUT, "lenet"))
 
 
-def sweep_figures() -> list[str]:
-    workdir = os.path.join(ROOT, "runs", "conv_ablation")
+def sweep_figures(workdir: str) -> list[str]:
     pngs = sorted(f for f in os.listdir(workdir) if f.endswith(".png")) if os.path.isdir(workdir) else []
     if not pngs:
         print(f"skipped conv_ablation: no plots in {workdir} (python -m experiments.sweep --config=conv_ablation "
-              "--workdir=runs/conv_ablation)")
+              f"--workdir={workdir})")
         return []
     os.makedirs(os.path.join(OUT, "conv_ablation"), exist_ok=True)
     return [shutil.copy(os.path.join(workdir, f), os.path.join(OUT, "conv_ablation", f)) for f in pngs]
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lenet_workdir", default="runs/lenet", help="a LeNet-5 run (trained here if unfinished)")
+    parser.add_argument("--sweep_workdir", default="runs/conv_ablation", help="a conv_ablation sweep (optional)")
+    args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    for path in [kernels_figure(), hog_figure(), *lenet_figures(), *sweep_figures()]:
+    lenet, sweep = (os.path.join(ROOT, d) for d in (args.lenet_workdir, args.sweep_workdir))
+    for path in [kernels_figure(), hog_figure(), *lenet_figures(lenet), *sweep_figures(sweep)]:
         print(os.path.relpath(path, ROOT))
 
 
