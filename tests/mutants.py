@@ -78,7 +78,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("subset-get-batch-ignores-indices", SOURCES, "mapped = self.indices[np.asarray(indices)]",
            "mapped = np.asarray(indices)", T_SOURCES, "Subset.get_batch reads the parent's examples, not its own"),
     Mutant("take-drops-one", SOURCES, "return ArraySource(self.images[:n], self.labels[:n])",
-           "return ArraySource(self.images[:n - 1], self.labels[:n - 1])", T_SOURCES + ("tests/test_cli.py",),
+           "return ArraySource(self.images[:n - 1], self.labels[:n - 1])", T_SOURCES,
            "ArraySource.take keeps n - 1 examples"),
     Mutant("labels-shifted", SOURCES, 'return {"image": self.images[indices], "label": self.labels[indices].astype(np.int32)}',
            'return {"image": self.images[indices], "label": np.roll(self.labels[indices], 1).astype(np.int32)}',

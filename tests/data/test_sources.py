@@ -92,6 +92,18 @@ def test_digits_validation_split_is_disjoint():
                                   _examples(full))
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_limits_keep_the_first_examples(cache):
+    """train_limit / test_limit keep the first n examples of each split (after the validation split)."""
+    full = get_dataset(_config(name="digits", validation_size=100))
+    ds = get_dataset(_config(name="digits", validation_size=100, train_limit=50, test_limit=7, cache=cache))
+    assert (len(ds.train), len(ds.test), len(ds.validation)) == (50, 7, 100)
+    for limited, whole in ((ds.train, full.train), (ds.test, full.test)):
+        got, want = limited.get_batch(np.arange(len(limited))), whole.get_batch(np.arange(len(limited)))
+        np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["label"], want["label"])
+
+
 def test_subset_and_take():
     from cnnjax.data.sources import take
 
@@ -99,7 +111,7 @@ def test_subset_and_take():
     sub = Subset(src, [7, 2, 5])
     assert len(sub) == 3 and sub[1][1] == 2 and sub.image_shape == (1, 1, 1)
     np.testing.assert_array_equal(sub.get_batch([2, 0])["label"], [5, 7])
-    assert len(take(sub, 2)) == 2
+    assert len(take(sub, 2)) == 2 and take(sub, 2)[1][1] == 2
     with pytest.raises(ValueError, match=r"indices must lie in \[0, 10\)"):
         Subset(src, [10])
 
