@@ -116,3 +116,18 @@ def test_hyper_helpers():
 def test_split_cores():
     assert split_cores([0, 1, 2, 3, 4], 2) == [[0, 1, 2], [3, 4]]
     assert split_cores([0, 1], 2) == [[0], [1]]
+
+
+def test_mean_and_sample_std_over_seeds():
+    from cnnjax.training.sweeps.collect import mean_std
+
+    assert mean_std([0.5, 0.7, 0.9]) == pytest.approx((0.7, 0.2))  # ddof=1: sqrt((0.04 + 0 + 0.04) / 2)
+    assert mean_std([0.5]) == (0.5, None)
+
+
+def test_folder_names_are_stable_and_short():
+    from cnnjax.training.sweeps import plan
+
+    c = _sweep(*hyper.product(hyper.sweep("optimizer.name", ["sgd"]), hyper.sweep("model.name", ["lenet5"]),
+                              hyper.sweep("optimizer.learning_rate", [0.1]), hyper.seeds(1)))
+    assert [t.name for t in plan(c)] == ["optimizer.name=sgd,model.name=lenet5,learning_rate=0.1,seed=0"]

@@ -66,3 +66,19 @@ def test_a_group_must_differ_in_seed_only():
         check_seed_group([_config(0), _config(1, num_epochs=2)])
     with pytest.raises(ValueError, match=r"seeds \[3, 3\] repeat"):
         check_seed_group([_config(3), _config(3)])
+
+
+def test_sweep_with_vmap_seeds_writes_the_same_trials(runs, tmp_path):
+    from cnnjax.training.sweeps import run_sweep
+    from configs import _hyper as hyper
+
+    _, _, _, vmapped = runs
+    config = get_config()
+    config.sweep = hyper.product(hyper.sweep("augment.hflip", [True]), hyper.seeds(2))
+    result = run_sweep(config, str(tmp_path), vmap_seeds=True)
+    assert result["trained"] == ["hflip=True,seed=0", "hflip=True,seed=1"] and result["failures"] == []
+    assert [r["vmap_seeds"] for r in result["rows"]] == [2, 2]
+    for row, direct in zip(result["rows"], vmapped):
+        assert (row["test_accuracy"], row["test_loss"]) == (direct["test_accuracy"], direct["test_loss"])
+    assert "| hflip=True | 2 | " in (tmp_path / "results.md").read_text()
+    assert run_sweep(config, str(tmp_path), vmap_seeds=True)["trained"] == []
