@@ -4,7 +4,7 @@ Nothing here changes cnnjax: each prototype swaps ``ops.conv`` for the duration 
 or wraps the real ``cnnjax.training.steps.train_step``, so the benchmark measures exactly the change
 recommended for ``cnnjax.ops`` / ``cnnjax.training``:
 
-- ``dispatch_conv``: ``ops.conv`` computed by ``ops.im2col.conv_im2col`` (patches @ kernel) when
+- ``dispatch_conv``: ``ops.conv`` computed by ``benchmarks.im2col.conv_im2col`` (patches @ kernel) when
   ``im2col_is_faster``; XLA:CPU's direct convolution is very slow for few channels.
 - ``multi_step``: K train steps per dispatch (a Python-unrolled loop or ``lax.scan`` inside one jit),
   which amortises XLA:CPU's per-dispatch overhead.
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import cnnjax.ops
-from cnnjax.ops.im2col import conv_im2col, im2col_is_faster
+from benchmarks.im2col import conv_im2col, im2col_is_faster
 
 _ORIGINAL_CONV = cnnjax.ops.conv
 

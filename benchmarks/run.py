@@ -19,7 +19,7 @@ torch speed: > 1 means cnnjax is faster. Results go to ``benchmarks/results/<sec
 The cnnjax side is the real code: ``cnnjax.ops`` for the ops, and for training
 ``cnnjax.models.get_model`` + ``cnnjax.training.train.create_train_state`` + ``cnnjax.training.steps.train_step``
 under ``jax.jit(donate_argnums=0)``. Rows marked ``proto:`` are the prototypes of ``benchmarks/lenet_fast.py``
-(the same step with ``ops.conv`` dispatched to ``ops.im2col`` formulations, and K steps per dispatch), which
+(the same step with ``ops.conv`` dispatched to ``benchmarks/im2col.py`` formulations, and K steps per dispatch), which
 measure changes proposed for cnnjax; each is timed in a round of its own with torch (its threads would
 otherwise slow the other contestants), so its ratio is against that round's torch.
 """
@@ -41,6 +41,8 @@ from experiments import process_defaults
 
 process_defaults.apply_xla_defaults()  # before JAX starts; no compilation cache: compile times are measured
 
+#: ResNet-20 rows with these conv variants in the blocks (``get_model("resnet20", conv=...)``), each against torch.
+RESNET_VARIANTS = ("separable", "grouped:4")
 SECTIONS = ("conv", "lenet5", "resnet20", "compile", "deform_conv", "data_pipeline")
 
 
@@ -97,8 +99,8 @@ def _conv_cases(quick: bool):
     """(name, x shape NHWC, params, cnnjax fn(x, *w), torch fn(x, *w), torch weight converter)."""
     import jax.numpy as jnp  # noqa: F401
 
+    from benchmarks.im2col import conv_im2col
     from cnnjax import ops
-    from cnnjax.ops.im2col import conv_im2col
 
     torch = _torch()
     F = torch.nn.functional
@@ -126,7 +128,6 @@ def _conv_cases(quick: bool):
         std("conv2d 3x3 64->64 SAME", (32, 28, 28, 64), (3, 3, 64, 64), tpad=1, im2col=True)
     std("strided conv2d 3x3 s2 p1 16->32", (128, 32, 32, 16), (3, 3, 16, 32), stride=2, padding=1, tpad=1)
     std("dilated conv2d 3x3 d2 32->32", (32, 28, 28, 32), (3, 3, 32, 32), dilation=2, padding=2, tpad=2)
-    std("grouped conv2d 3x3 g4 64->64", (32, 28, 28, 64), (3, 3, 16, 64), groups=4, tpad=1)
 
     # 1-D
     cases.append((
@@ -134,24 +135,11 @@ def _conv_cases(quick: bool):
         lambda x, w, b: ops.conv(x, w, b, padding="SAME"),
         lambda x, w, b: F.conv1d(x, w, b, padding=2),
     ))
-    if hasattr(ops, "depthwise_conv"):
-        cases.append((
-            "depthwise conv2d 3x3 64", (32, 28, 28, 64), {"w": (3, 3, 64, 1), "b": (64,)},
-            lambda x, w, b: ops.depthwise_conv(x, w, b, padding="SAME"),
-            lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=64),
-        ))
-    if hasattr(ops, "separable_conv"):
-        cases.append((
-            "separable conv2d 3x3 64->128", (32, 28, 28, 64), {"dw": (3, 3, 64, 1), "pw": (64, 128), "b": (128,)},
-            lambda x, dw, pw, b: ops.separable_conv(x, dw, pw, b, padding="SAME"),
-            lambda x, dw, pw, b: F.conv2d(F.conv2d(x, dw, None, padding=1, groups=64), pw, b),
-        ))
-    if hasattr(ops, "conv_transpose"):
-        cases.append((
-            "transposed conv2d 3x3 s2 64->32", (32, 14, 14, 64), {"w": (3, 3, 32, 64), "b": (32,)},
-            lambda x, w, b: ops.conv_transpose(x, w, b, stride=2, padding=1, output_padding=1),
-            lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
-        ))
+    variants(cases, "", 32, 28, 64, quick=True)
+    # the variants at the shapes of ResNet-style nets: 56x56 x 64 channels down to 7x7 x 256
+    for n, size, channels in ((8, 56, 64), (8, 28, 128), (8, 14, 256), (8, 7, 256)):
+        if not quick or size in (56, 14):
+            variants(cases, f" ({size}x{size}, batch {n})", n, size, channels, quick=False)
     if hasattr(ops, "locally_connected"):
         # torch has no locally connected layer: its natural form is unfold + per-position einsum.
         def torch_lc(x, w, b):
@@ -168,6 +156,43 @@ def _conv_cases(quick: bool):
             torch_lc,
         ))
     return cases
+
+
+def variants(cases, suffix, n, size, c, quick):
+    """Grouped (g = 4), depthwise, separable, transposed (stride 2, half the channels out) and dilated (d = 2)
+    3x3 convs on ``(n, size, size, c)``; ``quick``: the first four, as in the issue's table."""
+    from cnnjax import ops
+
+    F = _torch().nn.functional
+    cases.append((
+        f"grouped conv2d 3x3 g4 {c}->{c}{suffix}", (n, size, size, c), {"w": (3, 3, c // 4, c), "b": (c,)},
+        lambda x, w, b: ops.conv(x, w, b, padding="SAME", groups=4),
+        lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=4),
+    ))
+    cases.append((
+        f"depthwise conv2d 3x3 {c}{suffix}", (n, size, size, c), {"w": (3, 3, c, 1), "b": (c,)},
+        lambda x, w, b: ops.depthwise_conv(x, w, b, padding="SAME"),
+        lambda x, w, b: F.conv2d(x, w, b, padding=1, groups=c),
+    ))
+    c_sep = 2 * c if quick else c
+    cases.append((
+        f"separable conv2d 3x3 {c}->{c_sep}{suffix}", (n, size, size, c),
+        {"dw": (3, 3, c, 1), "pw": (c, c_sep), "b": (c_sep,)},
+        lambda x, dw, pw, b: ops.separable_conv(x, dw, pw, b, padding="SAME"),
+        lambda x, dw, pw, b: F.conv2d(F.conv2d(x, dw, None, padding=1, groups=c), pw, b),
+    ))
+    half = max(1, size // 2)
+    cases.append((
+        f"transposed conv2d 3x3 s2 {c}->{c // 2}{suffix}", (n, half, half, c), {"w": (3, 3, c // 2, c), "b": (c // 2,)},
+        lambda x, w, b: ops.conv_transpose(x, w, b, stride=2, padding=1, output_padding=1),
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+    ))
+    if not quick:
+        cases.append((
+            f"dilated conv2d 3x3 d2 {c}->{c}{suffix}", (n, size, size, c), {"w": (3, 3, c, c), "b": (c,)},
+            lambda x, w, b: ops.conv(x, w, b, padding=2, dilation=2),
+            lambda x, w, b: F.conv2d(x, w, b, padding=2, dilation=2),
+        ))
 
 
 def _to_torch_param(name, arr, case_name, torch, device):
@@ -189,15 +214,21 @@ def _to_torch_param(name, arr, case_name, torch, device):
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
 
-def bench_conv(quick: bool) -> list[dict]:
+def bench_conv(quick: bool, only_cases=None) -> list[dict]:
+    """fwd and fwd+bwd of every conv case: cnnjax (as dispatched), its reference formulation (when a fast path
+    serves the case) and torch, interleaved. ``only_cases``: substrings of the case names to keep."""
     import jax
     import jax.numpy as jnp
+
+    from cnnjax.ops import fast
 
     torch = _torch()
     _, device = _devices()
     rng = np.random.default_rng(0)
     rows = []
     for name, x_shape, pshapes, jfn, tfn in _conv_cases(quick):
+        if only_cases and not any(part in name for part in only_cases):
+            continue
         x = rng.standard_normal(x_shape).astype(np.float32)
         params = {k: (rng.standard_normal(s) * 0.1).astype(np.float32) for k, s in pshapes.items()}
         jx, jp = jnp.asarray(x), [jnp.asarray(v) for v in params.values()]
@@ -207,9 +238,14 @@ def bench_conv(quick: bool) -> list[dict]:
         want = np.moveaxis(tfn(tx, *tp).detach().cpu().numpy(), 1, -1)
         got = np.asarray(jfn(jx, *jp))
         err = float(np.max(np.abs(got - want)) / (np.max(np.abs(want)) + 1e-6))
-        fwd = jax.jit(jfn)
         argnums = tuple(range(len(jp) + 1))
+        fwd = jax.jit(jfn)
         fwd_bwd = jax.jit(jax.grad(lambda *a: jnp.sum(jfn(*a)), argnums=argnums))
+        with fast.reference_only():  # the reference formulation, traced (and compiled) here
+            ref_fwd = jax.jit(lambda *a: jfn(*a)).lower(jx, *jp).compile()
+            ref_fwd_bwd = jax.jit(jax.grad(lambda *a: jnp.sum(jfn(*a)), argnums=argnums)).lower(jx, *jp).compile()
+            ref_jaxpr = str(jax.make_jaxpr(lambda *a: jfn(*a))(jx, *jp))
+        fast_path = str(jax.make_jaxpr(lambda *a: jfn(*a))(jx, *jp)) != ref_jaxpr
         txg = tx.clone().requires_grad_(True)
         tpg = [p.clone().requires_grad_(True) for p in tp]
 
@@ -224,14 +260,22 @@ def bench_conv(quick: bool) -> list[dict]:
             return txg.grad
 
         sync = {"torch": _torch_sync(device)}
-        for mode, jf, tf in (("fwd", lambda: fwd(jx, *jp), t_fwd), ("fwd+bwd", lambda: fwd_bwd(jx, *jp), t_fwd_bwd)):
-            res = interleaved({"cnnjax": jf, "torch": tf}, repeats=3 if quick else 9, number=1 if quick else 3,
+        for mode, jf, rf, tf in (("fwd", fwd, ref_fwd, t_fwd), ("fwd+bwd", fwd_bwd, ref_fwd_bwd, t_fwd_bwd)):
+            contestants = {"cnnjax": functools.partial(jf, jx, *jp), "torch": tf}
+            if fast_path:
+                contestants["reference"] = functools.partial(rf, jx, *jp)
+            res = interleaved(contestants, repeats=3 if quick else 9, number=1 if quick else 3,
                               warmup=1 if quick else 2, sync=sync, min_time=0.0 if quick else 0.05)
             cj, tt = res["cnnjax"]["median_s"], res["torch"]["median_s"]
+            ref = res["reference"]["median_s"] if fast_path else cj
+            per_repeat = [t / c for t, c in zip(res["torch"]["repeats_s"], res["cnnjax"]["repeats_s"])]
             rows.append({"case": name, "mode": mode, "cnnjax_ms": cj * 1e3, "torch_ms": tt * 1e3, "ratio": tt / cj,
+                         "reference_ms": ref * 1e3, "reference_ratio": tt / ref, "fast_path": fast_path,
+                         "ratio_min": min(per_repeat), "ratio_max": max(per_repeat),
                          "max_rel_err": err, "x_shape": list(x_shape), "raw": res})
-            print(f"  {name:40s} {mode:8s} cnnjax {cj * 1e3:8.3f} ms  torch {tt * 1e3:8.3f} ms  ratio {tt / cj:5.2f}",
-                  flush=True)
+            print(f"  {name:48s} {mode:8s} cnnjax {cj * 1e3:8.3f} ms  torch {tt * 1e3:8.3f} ms  ratio {tt / cj:5.2f}"
+                  f"  (reference {ref * 1e3:8.3f} ms, ratio {tt / ref:5.2f}{'' if fast_path else ', same program'})"
+                  f"  ratio per repeat {min(per_repeat):.2f}-{max(per_repeat):.2f}", flush=True)
     return rows
 
 
@@ -250,7 +294,7 @@ def _model_setup(name: str):
 
 
 def _jax_contestant(model_name: str, batch_size: int, k_steps: int = 1, fast_ops: bool | str = False,
-                    unroll: bool = True, images=None, labels=None):
+                    unroll: bool = True, images=None, labels=None, conv: str = "standard"):
     """A cnnjax train-step contestant: ``(run() -> metrics, seconds to the first step, images per run())``.
 
     ``k_steps`` > 1 stacks K batches and runs K steps per dispatch (``lenet_fast.multi_step``).
@@ -264,7 +308,7 @@ def _jax_contestant(model_name: str, batch_size: int, k_steps: int = 1, fast_ops
     from cnnjax.training.train import create_train_state
 
     image_shape, config = _model_setup(model_name)
-    model = get_model(model_name, num_classes=10)
+    model = get_model(model_name, num_classes=10, **({} if conv == "standard" else {"conv": conv}))
     state = create_train_state(config, model, image_shape, total_steps=10_000)
     if k_steps == 1:
         batch = {"image": jnp.asarray(images[0]), "label": jnp.asarray(labels[0])}
@@ -343,6 +387,19 @@ def bench_train(model_name: str, quick: bool, batch_size: int = 128) -> list[dic
         if jax_name == "cnnjax train_step":
             for t in torch_names:
                 res[t], torch_ref[t] = r[t], r["torch eager"]
+    # ResNet-20 with a conv variant in its blocks: each against the same variant in torch, a round per pair.
+    for conv in (RESNET_VARIANTS if model_name == "resnet20" else ()):
+        name, tname = f"cnnjax conv={conv}", f"torch eager conv={conv}"
+        run, first[name], per_call[name] = _jax_contestant(model_name, batch_size, images=images, labels=labels,
+                                                           conv=conv)
+        trainer = TorchTrainer(model_name, images[0], labels[0], device=device, conv=conv)
+        t0 = time.perf_counter()
+        _torch_sync(device)(trainer.step())
+        first[tname], per_call[tname] = time.perf_counter() - t0, batch_size
+        r = interleaved({name: run, tname: trainer.step}, repeats=5 if quick else 9, number=2 if quick else 4,
+                        warmup=2, sync={tname: _torch_sync(device)}, min_time=0.15 if quick else 0.4)
+        res[name], torch_ref[name] = r[name], r[tname]
+        res[tname], torch_ref[tname] = r[tname], r[tname]
     rows = []
     for name, r in res.items():
         ref = torch_ref[name]
@@ -380,6 +437,12 @@ def bench_compile(quick: bool) -> list[dict]:
         t0 = time.perf_counter()
         _torch_sync(device)(trainer.step())
         rows.append({"model": model_name, "contestant": "torch eager", "first_step_s": time.perf_counter() - t0})
+    from benchmarks.first_step import cold_and_warm
+
+    for row in cold_and_warm("resnet20"):  # fresh processes with the entry points' compilation cache
+        rows.append({"model": "resnet20", "contestant": f"cnnjax, new process, {row['cache']} cache",
+                     "first_step_s": row["first_step_s"], "to_first_step_s": row["to_first_step_s"]})
+        print(f"  resnet20  {rows[-1]['contestant']:40s} first step {row['first_step_s']:6.2f} s", flush=True)
     return rows
 
 
@@ -414,6 +477,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats (< ~3 minutes)")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    parser.add_argument("--case", action="append", help="conv section: only the cases whose name contains this")
     args = parser.parse_args(argv)
     sections = args.only or list(SECTIONS)
     torch = _torch()
@@ -445,12 +509,13 @@ def main(argv=None) -> int:
         return rows
 
     if "conv" in sections:
-        rows = section("conv", lambda: bench_conv(args.quick))
+        rows = section("conv", lambda: bench_conv(args.quick, args.case))
         if rows is not None:
             write_json("conv", {"machine": info, "rows": rows})
             print(_fmt_table("\nconv variants (ratio = torch ms / cnnjax ms; > 1: cnnjax faster)", rows,
                              [("case", "case", ""), ("mode", "mode", ""), ("cnnjax_ms", "cnnjax ms", ".3f"),
-                              ("torch_ms", "torch ms", ".3f"), ("ratio", "ratio", ".2f")]))
+                              ("torch_ms", "torch ms", ".3f"), ("ratio", "ratio", ".2f"),
+                              ("reference_ms", "reference ms", ".3f"), ("reference_ratio", "ref. ratio", ".2f")]))
     for model_name in ("lenet5", "resnet20"):
         if model_name not in sections:
             continue

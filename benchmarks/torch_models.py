@@ -31,14 +31,26 @@ class LeNet5(nn.Module):
         return self.logits(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
+def conv3x3(c_in: int, c_out: int, stride: int, variant: str = "standard") -> nn.Module:
+    """A 3x3 conv of a residual block as cnnjax's variant ``variant`` builds it: "standard", "grouped:G"
+    (``groups=G``) or "separable" (depthwise 3x3, then 1x1; the 1x1 has the bias, here none)."""
+    if variant == "separable":
+        return nn.Sequential(nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False),
+                             nn.Conv2d(c_in, c_out, 1, bias=False))
+    groups = int(variant.split(":")[1]) if variant.startswith("grouped:") else 1
+    if variant != "standard" and groups == 1:
+        raise ValueError(f"variant={variant!r}: the torch contestants know 'standard', 'grouped:G', 'separable'")
+    return nn.Conv2d(c_in, c_out, 3, stride, 1, groups=groups, bias=False)
+
+
 class BasicBlock(nn.Module):
     """``a(k+2) = relu(BN(conv(relu(BN(conv(a(k)))))) + shortcut(a(k)))`` (seed 003's residual block)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, conv: str = "standard"):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv1 = conv3x3(c_in, c_out, stride, conv)
         self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.conv2 = conv3x3(c_out, c_out, 1, conv)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.stride, self.extra = stride, c_out - c_in
 
@@ -56,16 +68,17 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    """CIFAR ResNet-20: conv3x3x16 -> 3 stages x 3 blocks (16, 32, 64; stride 2 at stages 2, 3) -> GAP -> fc."""
+    """CIFAR ResNet-20: conv3x3x16 -> 3 stages x 3 blocks (16, 32, 64; stride 2 at stages 2, 3) -> GAP -> fc.
+    ``conv``: the variant of the blocks' 3x3 convs (the stem stays standard, as in cnnjax)."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, blocks: int = 3):
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, blocks: int = 3, conv: str = "standard"):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(16)
         layers, c = [], 16
         for stage, width in enumerate((16, 32, 64)):
             for b in range(blocks):
-                layers.append(BasicBlock(c, width, 2 if stage > 0 and b == 0 else 1))
+                layers.append(BasicBlock(c, width, 2 if stage > 0 and b == 0 else 1, conv))
                 c = width
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(64, num_classes)
@@ -87,14 +100,17 @@ class TorchTrainer:
     """Adam(lr) train step on uint8 NHWC numpy batches moved once to ``device`` (NCHW there).
 
     ``step()`` runs one step on the stored batch and returns the loss tensor (not synchronised);
-    ``sync(loss)`` waits for it. ``compile=True`` wraps the model in ``torch.compile``.
+    ``sync(loss)`` waits for it. ``compile=True`` wraps the model in ``torch.compile``; ``conv`` is the ResNet's
+    conv variant.
     """
 
     def __init__(self, name: str, images: np.ndarray, labels: np.ndarray, *, lr: float = 1e-3,
-                 device: str = "cpu", compile: bool = False, seed: int = 0):
+                 device: str = "cpu", compile: bool = False, seed: int = 0, conv: str = "standard"):
         torch.manual_seed(seed)
         c, size = images.shape[-1], images.shape[1]
         kwargs = {"in_channels": c, "num_classes": 10}
+        if conv != "standard":
+            kwargs["conv"] = conv
         if name == "lenet5":
             kwargs["image_size"] = size
         self.model = MODELS[name](**kwargs).to(device)

@@ -30,10 +30,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from cnnjax.ops.conv import as_tuple
+from cnnjax.ops.args import as_tuple, check_bias, check_groups, check_positive_int, check_window_fits, floating_input
+from cnnjax.ops.arithmetic import output_size
 from cnnjax.ops.padding import normalize_padding
 
 # Budget for the per-chunk intermediates (about ``8 * C_in + 16 * K * G`` values per output row). 64 MiB keeps
@@ -59,16 +59,6 @@ class _Config(NamedTuple):
     groups: int
     offset_groups: int
     chunk: int
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _positive_int(value, name: str) -> int:
-    if not _is_int(value) or int(value) < 1:
-        raise ValueError(f"{name}={value!r} must be a positive int")
-    return int(value)
 
 
 def deform_conv2d(
@@ -131,14 +121,10 @@ def deform_conv2d(
         raise ValueError(f"x.shape={x.shape} must be (N, H, W, C_in)")
     if kernel.ndim != 4:
         raise ValueError(f"kernel.shape={kernel.shape} must be (kh, kw, C_in // groups, C_out)")
-    groups = _positive_int(groups, "groups")
-    offset_groups = _positive_int(offset_groups, "offset_groups")
+    offset_groups = check_positive_int(offset_groups, "offset_groups")
     n, h, w, c_in = x.shape
     kh, kw, _, c_out = kernel.shape
-    if c_in % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={c_in}")
-    if c_out % groups:
-        raise ValueError(f"groups={groups} must divide out_channels={c_out} (kernel.shape[-1])")
+    groups = check_groups(groups, c_in, c_out)
     if kernel.shape[2] * groups != c_in:
         raise ValueError(
             f"kernel.shape={kernel.shape} must be (kh, kw, C_in // groups, C_out) = "
@@ -149,16 +135,9 @@ def deform_conv2d(
     strides = as_tuple(stride, 2, "stride")
     dilations = as_tuple(dilation, 2, "dilation")
     pads = normalize_padding(padding, (kh, kw), dilations)
-    out_size = []
-    for axis, (size, k, s, d, (lo, hi)) in enumerate(zip((h, w), (kh, kw), strides, dilations, pads)):
-        extent = d * (k - 1) + 1
-        if size + lo + hi < extent:
-            raise ValueError(
-                f"kernel of size {k} (dilation {d}) on spatial axis {axis} is larger than the padded input "
-                f"{size} + {lo} + {hi}"
-            )
-        out_size.append((size + lo + hi - extent) // s + 1)
-    h_out, w_out = out_size
+    check_window_fits((h, w), (kh, kw), dilations, pads)
+    h_out, w_out = (output_size(size, k, s, pad, d) for size, k, s, d, pad
+                    in zip((h, w), (kh, kw), strides, dilations, pads))
     taps = kh * kw
     expected = (n, h_out, w_out, offset_groups * taps * 2)
     if offsets.shape != expected:
@@ -172,12 +151,8 @@ def deform_conv2d(
             raise ValueError(
                 f"mask.shape={mask.shape} must be (N, H_out, W_out, offset_groups * kh * kw) = {expected}"
             )
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias.shape={bias.shape} must be (C_out,) = ({c_out},)")
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(kernel.dtype if jnp.issubdtype(kernel.dtype, jnp.inexact) else jnp.float32)
+    bias = check_bias(bias, c_out)
+    x = floating_input(x, kernel)
     if not jnp.issubdtype(offsets.dtype, jnp.inexact):
         offsets = offsets.astype(jnp.float32)
     kernel = kernel.astype(x.dtype)
@@ -190,7 +165,7 @@ def deform_conv2d(
         per_row = (8 * c_in + 16 * taps * offset_groups) * max(jnp.dtype(x.dtype).itemsize, 4)
         chunk = max(1, _CHUNK_BYTES // per_row)
     else:
-        chunk = _positive_int(chunk_size, "chunk_size")
+        chunk = check_positive_int(chunk_size, "chunk_size")
     chunk = min(chunk, max(rows, 1))
     if n * (h + 2) * (w + 2) * offset_groups >= 2**31 or rows * taps * offset_groups >= 2**31:
         raise ValueError(f"x.shape={x.shape} is too large for int32 gather indices; split the batch")

@@ -7,7 +7,7 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import as_tuple, check_window_fits, floating_input
+from cnnjax.ops.args import as_tuple, check_window_fits, floating_input
 from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
 

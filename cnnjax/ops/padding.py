@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-import numpy as np
+
+from cnnjax.ops.args import is_int
 
 PADDING_NAMES = ("VALID", "SAME", "FULL")
 PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect", "wrap": "wrap"}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -> list[tuple[int, int]]:
@@ -44,21 +41,21 @@ def normalize_padding(padding, window: Sequence[int], dilation: Sequence[int]) -
         raise ValueError(
             f"padding={padding!r} is unknown; allowed: {', '.join(PADDING_NAMES)}, an int or (lo, hi) pairs"
         )
-    if _is_int(padding):
+    if is_int(padding):
         pairs = [(int(padding), int(padding))] * nd
     elif (
         nd == 1
         and isinstance(padding, Sequence)
         and len(padding) == 2
-        and all(_is_int(v) for v in padding)
+        and all(is_int(v) for v in padding)
     ):
         pairs = [(int(padding[0]), int(padding[1]))]
     elif isinstance(padding, Sequence) and len(padding) == nd:
         pairs = []
         for p in padding:
-            if _is_int(p):
+            if is_int(p):
                 pairs.append((int(p), int(p)))
-            elif isinstance(p, Sequence) and len(p) == 2 and all(_is_int(v) for v in p):
+            elif isinstance(p, Sequence) and len(p) == 2 and all(is_int(v) for v in p):
                 pairs.append((int(p[0]), int(p[1])))
             else:
                 raise ValueError(f"padding={padding!r} is malformed: each axis needs an int or a (lo, hi) pair")

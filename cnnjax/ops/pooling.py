@@ -7,15 +7,12 @@ common), average or sum. The stride defaults to the window (non-overlapping wind
 
 from __future__ import annotations
 
-import functools
-import itertools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnnjax.ops.conv import as_tuple
+from cnnjax.ops import fast
+from cnnjax.ops.args import as_tuple
 from cnnjax.ops.padding import normalize_padding
 
 
@@ -57,9 +54,9 @@ def max_pool(x, window=2, stride=None, padding="VALID"):
     """Max pooling (seeds 000/001/003): ``y[n, p, c] = max_{u in window} x[n, p S + u, c]``.
 
     Padded cells are ``-inf``, so they never win. The gradient flows only to the arg-max of each window
-    (the first in row-major order when several cells tie, as in PyTorch; a NaN wins its window). Windows
-    that tile the input (stride = window, no padding) are computed without ``reduce_window``, which is
-    much faster on XLA:CPU.
+    (the first in row-major order when several cells tie, as in PyTorch; a NaN wins its window). The
+    reference is ``lax.reduce_window``; windows that tile the input (stride = window, no padding) take
+    :mod:`cnnjax.ops.fast`'s tiled formulation on CPU (same values and gradients).
 
     Args:
       x: ``(N, *spatial, C)``, 1 to 3 (or more) spatial axes.
@@ -68,55 +65,12 @@ def max_pool(x, window=2, stride=None, padding="VALID"):
       padding: "VALID", "SAME", "FULL", an int or (lo, hi) pairs; each side smaller than the window.
     """
     x, window, stride, pads = _window_args(x, window, stride, padding)
-    if window == stride and all(lo == hi == 0 for lo, hi in pads) and jnp.issubdtype(x.dtype, jnp.floating):
-        return _tiled_max_pool(x, window[1:-1])
     init = _scalar(x, -np.inf if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.iinfo(x.dtype).min)
-    return lax.reduce_window(x, init, lax.max, window, stride, pads)
 
+    def reference(x):
+        return lax.reduce_window(x, init, lax.max, window, stride, pads)
 
-def _window_cells(x, window):
-    """The ``prod(window)`` strided slices ``x[:, u::k, ..., :]`` (row-major ``u``) of an input that the
-    windows tile exactly: cell ``u`` of every window at once."""
-    return tuple(
-        x[(slice(None), *[slice(u, None, k) for u, k in zip(offsets, window)], slice(None))]
-        for offsets in itertools.product(*[range(k) for k in window])
-    )
-
-
-def _tiled_max_pool(x, window):
-    """Non-overlapping VALID max pooling as the elementwise maximum of the window's cells.
-
-    Same values and gradient as ``reduce_window`` (the gradient goes to the first arg-max of each window in
-    row-major order, as in PyTorch; forward mode too), but XLA:CPU runs it as a few fused loops instead of
-    ``select_and_scatter`` (which it lowers to a scatter with index arrays): ~40% of a LeNet-5 train step.
-    """
-    crop = tuple(slice(0, (size // k) * k) for size, k in zip(x.shape[1:-1], window))
-    return _max_of_cells(x[(slice(None), *crop, slice(None))], window)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _max_of_cells(x, window):
-    return _elementwise_max(_window_cells(x, window))
-
-
-def _elementwise_max(cells):
-    return functools.reduce(jnp.maximum, cells)
-
-
-@_max_of_cells.defjvp
-def _max_of_cells_jvp(window, primals, tangents):
-    """``dy = dx`` at the first cell equal to the maximum (or the first NaN, which max propagates): the
-    winning cell's index comes from one ``argmax`` (a reduction, which XLA keeps as its own small array
-    rather than recomputing it in every consumer). A JVP rather than a VJP keeps forward mode
-    (``jax.jvp``, ``jax.jacfwd``); reverse mode transposes it into one select per cell."""
-    (x,), (dx,) = primals, tangents
-    cells = _window_cells(x, window)
-    y = _elementwise_max(cells)
-    index_type = jnp.int8 if len(cells) <= 127 else jnp.int32
-    winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1).astype(index_type)  # first max; NaN counts as max
-    d_cells = _window_cells(dx, window)
-    dy = functools.reduce(jnp.add, [jnp.where(winner == k, d, jnp.zeros_like(d)) for k, d in enumerate(d_cells)])
-    return y, dy
+    return fast.max_pool(x, window[1:-1], stride[1:-1], pads[1:-1], reference)
 
 
 def sum_pool(x, window=2, stride=None, padding="VALID"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import check_ranks, conv
+from cnnjax.ops.args import check_bias, check_ranks
+from cnnjax.ops.conv import conv
 
 
 def _depthwise_as_grouped(x, kernel):
@@ -87,10 +88,7 @@ def separable_conv(
             f"or the 1x1 kernel ({', '.join(['1'] * nd)}, {mid}, K)"
         )
     k_out = pointwise_kernel.shape[1]
-    if bias is not None:
-        bias = jnp.asarray(bias)
-        if bias.shape != (k_out,):
-            raise ValueError(f"bias.shape={bias.shape} must be (out_channels,)=({k_out},)")
+    bias = check_bias(bias, k_out)
     z = conv(x, grouped, stride=stride, padding=padding, dilation=dilation, groups=channels, pad_mode=pad_mode)
     y = jnp.einsum("...c,ck->...k", z, pointwise_kernel.astype(z.dtype), precision=lax.Precision.HIGHEST)
     if bias is not None:

@@ -5,14 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import (
-    DIMENSION_NUMBERS,
-    as_tuple,
-    check_bias,
-    check_positive_int,
-    check_ranks,
-    floating_input,
-)
+from cnnjax.ops import fast
+from cnnjax.ops.args import DIMENSION_NUMBERS, as_tuple, check_bias, check_positive_int, check_ranks, floating_input
+from cnnjax.ops.conv import reference_conv
 
 
 def conv_transpose(
@@ -93,17 +88,22 @@ def conv_transpose(
     conv_pads = [
         (d * (k - 1) - p, d * (k - 1) - p + op) for k, d, p, op in zip(window, dilations, pads, out_pads)
     ]
-    y = lax.conv_general_dilated(
-        x,
-        rhs,
-        window_strides=(1,) * nd,
-        padding=conv_pads,
-        lhs_dilation=strides,
-        rhs_dilation=dilations,
-        dimension_numbers=DIMENSION_NUMBERS[nd],
-        feature_group_count=groups,
-        precision=lax.Precision.HIGHEST,
-    )
+    y = fast.conv_transpose(x, rhs, strides, conv_pads, dilations, groups, _reference, reference_conv)
     if bias is not None:
         y = y + bias.astype(y.dtype)
     return y
+
+
+def _reference(x, rhs, strides, pads, dilations, groups):
+    """The zero insertion as ``lhs_dilation``: one ``lax.conv_general_dilated``."""
+    return lax.conv_general_dilated(
+        x,
+        rhs,
+        window_strides=(1,) * len(strides),
+        padding=pads,
+        lhs_dilation=strides,
+        rhs_dilation=dilations,
+        dimension_numbers=DIMENSION_NUMBERS[x.ndim - 2],
+        feature_group_count=groups,
+        precision=lax.Precision.HIGHEST,
+    )

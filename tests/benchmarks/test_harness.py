@@ -2,7 +2,10 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
 
 from benchmarks import run
@@ -36,17 +39,28 @@ def test_torch_models_match_cnnjax_parameter_counts():
     assert count_params(ResNet20()) == 269_722
 
 
-def test_conv_case_layouts_agree_with_torch():
-    """The weight-layout converters make both sides compute the same conv (the benchmark's own guard)."""
-    names = {"conv1d k5 16->32 SAME", "transposed conv2d 3x3 s2 64->32", "locally connected 3x3 8->16 (14x14)",
-             "separable conv2d 3x3 64->128"}
+CONV_CASES = {case[0]: case for case in run._conv_cases(quick=True)}
+
+
+@pytest.mark.parametrize("name", sorted(CONV_CASES))
+def test_conv_case_layouts_agree_with_torch(name):
+    """The weight-layout converters make both sides compute the same conv (the benchmark's own guard), for
+    every case of the quick run."""
+    _, x_shape, pshapes, jfn, tfn = CONV_CASES[name]
     rng = np.random.default_rng(0)
-    for name, x_shape, pshapes, jfn, tfn in run._conv_cases(quick=True):
-        if name not in names:
-            continue
-        x = rng.standard_normal((2, *x_shape[1:])).astype(np.float32)
-        params = {k: rng.standard_normal(s).astype(np.float32) for k, s in pshapes.items()}
-        want = tfn(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
-                   *[run._to_torch_param(k, v, name, torch, "cpu") for k, v in params.items()])
-        got = np.asarray(jfn(x, *params.values()))
-        np.testing.assert_allclose(got, np.moveaxis(want.numpy(), 1, -1), rtol=1e-3, atol=1e-3)
+    x = rng.standard_normal((1, *x_shape[1:])).astype(np.float32)
+    params = {k: rng.standard_normal(s).astype(np.float32) for k, s in pshapes.items()}
+    want = tfn(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
+               *[run._to_torch_param(k, v, name, torch, "cpu") for k, v in params.items()])
+    got = np.asarray(jax.jit(jfn)(x, *params.values()))
+    np.testing.assert_allclose(got, np.moveaxis(want.numpy(), 1, -1), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("conv", run.RESNET_VARIANTS)
+def test_torch_resnet20_variants_match_cnnjax_parameter_counts(conv):
+    """The torch ResNet-20 with a conv variant has as many parameters as cnnjax's (the same layers)."""
+    from cnnjax.models import get_model
+
+    model = get_model("resnet20", num_classes=10, conv=conv)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+    assert count_params(ResNet20(conv=conv)) == sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes["params"]))

@@ -5,11 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnnjax import ops
-from cnnjax.ops.conv import FEW_INPUT_CHANNELS
+from cnnjax.ops.fast.banded import FEW_INPUT_CHANNELS
 from tests.ops.oracle import (
     _CONV,
     examples,
@@ -171,8 +172,8 @@ def test_conv_gradients_match_torch_autograd(x_shape, k_shape, kwargs, few_chann
 
 
 def test_conv_gradient_path_choice():
-    """Few input channels, stride 1 and a small gather index: the banded-GEMM input gradient (its transpose
-    is a scatter-add); otherwise XLA's own input-gradient convolution."""
+    """Few input channels (per group), stride 1 and a small gather index: the banded-GEMM input gradient (its
+    transpose is a scatter-add); otherwise XLA's own input-gradient convolution."""
 
     def uses_scatter(x_shape, k_shape, **kwargs):
         x, k = jnp.zeros(x_shape), jnp.zeros(k_shape)
@@ -182,20 +183,26 @@ def test_conv_gradient_path_choice():
     assert uses_scatter((2, 14, 14, 6), (5, 5, 6, 16))
     assert not uses_scatter((2, 14, 14, 8), (5, 5, 8, 16))
     assert not uses_scatter((2, 14, 14, 6), (5, 5, 6, 16), stride=2)
-    assert not uses_scatter((2, 14, 14, 6), (3, 3, 3, 16), groups=2)
+    assert uses_scatter((2, 14, 14, 6), (3, 3, 3, 16), groups=2)  # per group (ops.fast.grouped): 3 channels
+    assert not uses_scatter((2, 14, 14, 16), (3, 3, 8, 16), groups=2)  # 8 channels per group
     assert not uses_scatter((64, 224, 224, 3), (3, 3, 3, 64), padding=1)  # index 64 x 224 x 56 bands x 3 x 6 > 2^22
 
 
 @pytest.mark.parametrize("c_in", [1, 2])  # one input channel: the banded GEMM forward; two: XLA's conv forward
-def test_conv_forward_mode_agrees_with_reverse_mode(c_in):
-    """The few-input-channel path defines a JVP, so jacfwd works and equals jacrev."""
+def test_conv_forward_and_reverse_mode_equal_torchs_jacobian(c_in):
+    """The few-input-channel path defines a JVP: jacfwd and jacrev (its transpose) both equal PyTorch's
+    Jacobian (an independent oracle, not the custom rule checked against itself)."""
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(1, 5, 5, c_in)), jnp.float32)
-    k = jnp.asarray(rng.normal(size=(3, 3, c_in, 2)), jnp.float32)
-    for argnum in (0, 1):
-        fwd = jax.jacfwd(lambda *a: ops.conv(*a, padding=1), argnums=argnum)(x, k)
-        rev = jax.jacrev(lambda *a: ops.conv(*a, padding=1), argnums=argnum)(x, k)
-        np.testing.assert_allclose(np.asarray(fwd), np.asarray(rev), rtol=1e-5, atol=1e-5)
+    x, k = rng.normal(size=(1, 5, 5, c_in)), rng.normal(size=(3, 3, c_in, 2))
+    want_x, want_k = torch.autograd.functional.jacobian(
+        lambda xt, kt: F.conv2d(xt, kt, padding=1), (to_torch_x(x), to_torch_kernel(k)))
+    want_x = want_x.numpy().transpose(0, 2, 3, 1, 4, 6, 7, 5)  # NCHW x NCHW -> NHWC x NHWC
+    want_k = want_k.numpy().transpose(0, 2, 3, 1, 6, 7, 5, 4)  # NCHW x OIHW -> NHWC x HWIO
+    with jax.enable_x64(True):
+        for jac in (jax.jacfwd, jax.jacrev):
+            got = jax.jit(jac(lambda *a: ops.conv(*a, padding=1), argnums=(0, 1)))(x, k)
+            np.testing.assert_allclose(np.asarray(got[0]), want_x, rtol=1e-10, atol=1e-10, err_msg=jac.__name__)
+            np.testing.assert_allclose(np.asarray(got[1]), want_k, rtol=1e-10, atol=1e-10, err_msg=jac.__name__)
 
 
 @settings(max_examples=examples(10), deadline=None)

@@ -271,14 +271,22 @@ def test_check_grads_at_non_integer_positions(modulated, order):
 
 
 def test_jit_and_float32_defaults():
+    """float32 in, float32 out (uint8 images become float32) under jit, with the values and the kernel gradient
+    of the float64 NumPy loops: an independent computation, not the same program twice."""
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(2, 5, 5, 3)).astype(np.float32)
+    x = rng.integers(0, 256, size=(2, 5, 5, 3)).astype(np.uint8)
     off = rng.normal(size=(2, 5, 5, 18)).astype(np.float32)
-    kern = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+    kern = (rng.normal(size=(3, 3, 3, 4)) / 255).astype(np.float32)
+    g = rng.normal(size=(2, 5, 5, 4))
     f = jax.jit(lambda x, o, k: deform_conv2d(x, o, k, padding=1))
     y = f(x, off, kern)
     assert y.shape == (2, 5, 5, 4) and y.dtype == jnp.float32
-    np.testing.assert_allclose(y, deform_conv2d(x, off, kern, padding=1), rtol=1e-6, atol=1e-6)
+    want = numpy_deform(x.astype(np.float64), off, kern, None, None, g, stride=1, padding=1, dilation=1, groups=1,
+                        offset_groups=1)
+    np.testing.assert_allclose(y, want[0], rtol=1e-5, atol=1e-5)
+    d_kernel = jax.jit(jax.grad(lambda k: jnp.sum(deform_conv2d(x, off, k, padding=1) * g)))(kern)
+    assert d_kernel.dtype == jnp.float32
+    np.testing.assert_allclose(d_kernel, want[3], rtol=1e-4, atol=1e-2)
 
 
 def test_far_away_offsets_give_zero_and_zero_gradient():
@@ -384,7 +392,7 @@ def test_error_other_arguments():
     x, off, kern = _ok_inputs()
     with pytest.raises(ValueError, match=r"x.shape=\(5, 5, 4\) must be \(N, H, W, C_in\)"):
         deform_conv2d(x[0], off[0], kern, padding=1)
-    with pytest.raises(ValueError, match=r"bias.shape=\(4,\) must be \(C_out,\) = \(6,\)"):
+    with pytest.raises(ValueError, match=r"bias.shape=\(4,\) must be \(out_channels,\)=\(6,\)"):
         deform_conv2d(x, off[..., :18], kern, np.zeros(4), padding=1)
     with pytest.raises(ValueError, match=r"stride"):
         deform_conv2d(x, off[..., :18], kern, padding=1, stride=0)

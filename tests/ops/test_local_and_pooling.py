@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
@@ -197,11 +198,16 @@ def test_max_pool_gradient_goes_to_a_nan_like_torch():
     np.testing.assert_array_equal(np.asarray(got), from_torch_x(xt.grad))
 
 
-@pytest.mark.parametrize("stride", [2, 1])  # strided slices / reduce_window
-def test_max_pool_forward_mode_agrees_with_reverse_mode(stride):
-    x = jnp.asarray(np.random.default_rng(1).integers(0, 3, size=(1, 4, 4, 2)).astype(np.float32))
+@pytest.mark.parametrize("stride", [2, 1])  # the tiled fast path / reduce_window
+def test_max_pool_forward_and_reverse_mode_equal_torchs_jacobian(stride):
+    """jacfwd and jacrev of max_pool both equal PyTorch's Jacobian (an independent oracle; with ties: the
+    first maximum of each window gets the gradient)."""
+    x = np.random.default_rng(1).integers(0, 3, size=(1, 4, 4, 2)).astype(np.float32)
     fn = lambda v: ops.max_pool(v, 2, stride)  # noqa: E731
-    np.testing.assert_array_equal(np.asarray(jax.jacfwd(fn)(x)), np.asarray(jax.jacrev(fn)(x)))
+    want = torch.autograd.functional.jacobian(lambda t: F.max_pool2d(t, 2, stride), to_torch_x(x)).numpy()
+    want = want.transpose(0, 2, 3, 1, 4, 6, 7, 5)  # (n, c, h, w) x (N, C, H, W) -> channels-last both
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.jacfwd(fn))(x)), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.jacrev(fn))(x)), want)
 
 
 def test_max_pool_propagates_nan_and_drops_the_gradient_of_cut_off_cells():

@@ -1,4 +1,6 @@
-"""Convolution as one matrix product over extracted patches ("im2col"), for speed on CPU.
+"""Convolution as one matrix product over extracted patches ("im2col"): a baseline formulation for the
+benchmarks, not used by cnnjax (``benchmarks.run`` times it against ``ops.conv`` and ``ops.fast``'s
+formulations in the full run, and ``benchmarks/lenet_fast.py`` in a LeNet-5 step).
 
 Same maths and conventions as :func:`cnnjax.ops.conv` (seeds 000/001/003/004: cross-correlation, no
 kernel flip, bias, stride, padding, dilation, groups); only the formulation differs:
@@ -22,7 +24,8 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from cnnjax.ops.conv import as_tuple, prepare_conv
+from cnnjax.ops.args import as_tuple
+from cnnjax.ops.conv import prepare_conv
 
 
 def extract_conv_patches(x, window, *, stride=1, dilation=1, pads=None):
@@ -101,7 +104,7 @@ def im2col_is_faster(x_shape, kernel_shape, groups: int = 1) -> bool:
 
     True when ``groups == 1`` and ``prod(k) * C_in <= 256`` (grouped and depthwise convs become many tiny
     GEMMs). Measured (``benchmarks/run.py --only conv``): im2col wins for LeNet's first conv forward and
-    loses for 3x3x16 ResNet convs, so it is a prototype, not a recommendation for ``ops.conv``.
+    loses for 3x3x16 ResNet convs, so ``ops.conv`` does not use it.
     """
     del x_shape
     taps = math.prod(kernel_shape[:-2])

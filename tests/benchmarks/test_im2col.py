@@ -8,8 +8,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.im2col import conv_im2col, extract_conv_patches, im2col_is_faster
 from cnnjax import ops
-from cnnjax.ops.im2col import conv_im2col, extract_conv_patches, im2col_is_faster
 
 
 def _rand(shape, seed):
@@ -47,8 +47,8 @@ def test_matches_conv_and_torch(n, h, w, groups, cpg, opg, kh, kw, stride, dilat
         return
     x, k, b = _rand((n, h, w, c_in), seed), _rand((kh, kw, cpg, c_out), seed + 1), _rand((c_out,), seed + 2)
     kwargs = dict(stride=stride, padding=list(pads), dilation=dilation, groups=groups)
-    got = np.asarray(conv_im2col(x, k, b, **kwargs))
-    want = np.asarray(ops.conv(x, k, b, **kwargs))
+    got = np.asarray(jax.jit(lambda *a: conv_im2col(*a, **kwargs))(x, k, b))  # one compilation, not one per op
+    want = np.asarray(jax.jit(lambda *a: ops.conv(*a, **kwargs))(x, k, b))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got, _torch_conv2d(x, k, b, stride, pads, dilation, groups), rtol=1e-4, atol=1e-4)
 
@@ -61,8 +61,8 @@ def test_gradients_match_conv(padding):
     def loss(fn):
         return lambda x, k, b: jnp.sum(fn(x, k, b, padding=padding, stride=(1, 2)) * cot)
 
-    got = jax.grad(loss(conv_im2col), argnums=(0, 1, 2))(x, k, b)
-    want = jax.grad(loss(ops.conv), argnums=(0, 1, 2))(x, k, b)
+    got = jax.jit(jax.grad(loss(conv_im2col), argnums=(0, 1, 2)))(x, k, b)
+    want = jax.jit(jax.grad(loss(ops.conv), argnums=(0, 1, 2)))(x, k, b)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4)
 

@@ -1,0 +1,121 @@
+"""Faster formulations of :mod:`cnnjax.ops` for XLA:CPU, and the one place that chooses among them.
+
+The ops modules (``conv``, ``separable``, ``transpose``, ``pooling``) hold the reference formulation (the
+lecture formula written with ``lax.conv_general_dilated`` / ``lax.reduce_window``) and ask this module
+whether a faster formulation serves their arguments. Every choice is made at trace time from the backend,
+the dtype and the static shapes:
+
+============================  ==========================================  =================================
+path (module)                 taken for                                   instead of the reference's
+============================  ==========================================  =================================
+``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
+``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv + C x C kernel grad
+``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
+``transpose.insert_zeros``    transposed conv                             lhs-dilated conv in the gradient
+``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
+============================  ==========================================  =================================
+
+Only on the CPU backend and for floating inputs: on GPU/TPU the reference runs (cuDNN / XLA), as no
+benchmark on those backends has shown a fast path winning. Each fast path has the reference's values,
+gradients (jacfwd == jacrev) and propagation of NaN / Inf in the input; ``tests/ops/test_fast_paths.py`` checks them
+against the reference with :func:`reference_only`. ``benchmarks/run.py`` measures each against PyTorch.
+
+A NaN or Inf in the *kernel* meets zeros that one formulation multiplies and another skips (padding, the
+zeros a transposed conv inserts, a band's zeros), and ``0 * Inf = NaN``: there the fast paths give the
+values of the zero-padded formula, which XLA:CPU's own algorithms do not agree on either (its dense conv
+skips the zero padding that its grouped conv multiplies; the same backward convolution gives NaN at 30 of 72
+pixels at the top level of a program and at none inside a ``lax.cond``). Choosing the reference at run time
+for such kernels (``lax.cond`` on the kernel) was tried and dropped: a convolution inside a ``lax.cond``
+branch runs ~7x slower on XLA:CPU (LeNet-5's second conv, fwd+bwd 16 -> 111 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+import jax
+import jax.numpy as jnp
+
+from cnnjax.ops.fast import banded, depthwise, grouped, pool, transpose
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def reference_only():
+    """Within this block (at trace time) every op uses its reference formulation: for tests and benchmarks.
+    A function jitted inside keeps the formulation it was traced with."""
+    previous = getattr(_state, "reference_only", False)
+    _state.reference_only = True
+    try:
+        yield
+    finally:
+        _state.reference_only = previous
+
+
+def _enabled(x) -> bool:
+    return (
+        not getattr(_state, "reference_only", False)
+        and jax.default_backend() == "cpu"
+        and jnp.issubdtype(x.dtype, jnp.floating)
+    )
+
+
+def conv(x, kernel, strides, pads, dilations, groups, reference):
+    """``conv`` of ``x`` ``(N, *spatial, C_in)`` (not yet padded, ``pads`` zero (lo, hi) pairs) with
+    ``kernel`` ``(*k, C_in / groups, C_out)``: by the fast formulation that serves these arguments, or
+    ``reference(x, kernel, strides, pads, dilations, groups)``."""
+    def by_reference(x, kernel):
+        return reference(x, kernel, strides, pads, dilations, groups)
+
+    formulation = _enabled(x) and _conv_formulation(x.shape, kernel.shape, strides, pads, dilations, groups,
+                                                    reference)
+    return formulation(x, kernel) if formulation else by_reference(x, kernel)
+
+
+def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference):
+    """The fast formulation ``f(x, kernel)`` for a conv of these shapes, or None."""
+    if banded.applies(x_shape, kernel_shape, strides, pads, dilations, groups):
+        stride_1 = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
+        return lambda x, kernel: banded.conv_few_input_channels(x, kernel, pads, dilations, stride_1)
+    if depthwise.applies(x_shape, kernel_shape, groups):
+        grouped_reference = functools.partial(reference, strides=strides, pads=pads, dilations=dilations,
+                                              groups=groups)
+        return lambda x, kernel: depthwise.depthwise_conv(x, kernel, strides, pads, dilations, grouped_reference)
+    if grouped.applies(x_shape, kernel_shape, groups):
+        part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
+        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference) or functools.partial(
+            reference, strides=strides, pads=pads, dilations=dilations, groups=1)
+        return lambda x, kernel: grouped.grouped_conv(x, kernel, dense, groups)
+    return None
+
+
+def conv_transpose(x, kernel, strides, pads, dilations, groups, reference, conv_reference):
+    """Transposed conv as the convolution of ``x`` with ``kernel`` (already rotated, ``(*k, C_in / groups,
+    C_out)``) after inserting ``S - 1`` zeros between pixels and padding ``pads`` (negative: cropping): the
+    zeros by ``lax.pad`` then a stride-1 conv (``conv_reference(x, kernel, strides, pads, dilations, groups)``
+    or its fast formulation), or ``reference(x, kernel, strides, pads, dilations, groups)`` (the zeros as
+    ``lhs_dilation``)."""
+    def by_reference(x, kernel):
+        return reference(x, kernel, strides, pads, dilations, groups)
+
+    if not _enabled(x):
+        return by_reference(x, kernel)
+    nd = x.ndim - 2
+    ones, no_pads = (1,) * nd, ((0, 0),) * nd
+
+    x = transpose.insert_zeros(x, strides, pads)
+    formulation = _conv_formulation(x.shape, kernel.shape, ones, no_pads, dilations, groups, conv_reference)
+    if formulation:
+        return formulation(x, kernel)
+    return conv_reference(x, kernel, ones, no_pads, dilations, groups)
+
+
+def max_pool(x, window, stride, pads, reference):
+    """Max pooling of ``x`` (``window``, ``stride``: one int per spatial axis; ``pads`` (lo, hi) pairs):
+    tiled, or ``reference(x)``."""
+    if _enabled(x) and pool.applies(x, window, stride, pads):
+        return pool.tiled_max_pool(x, window)
+    return reference(x)

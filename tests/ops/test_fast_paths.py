@@ -1,0 +1,308 @@
+"""Every fast path of :mod:`cnnjax.ops.fast` against the reference formulation of its op (``lax.conv_general_dilated``
+/ ``lax.reduce_window``, selected with ``fast.reference_only()``): values, the gradient with respect to every
+argument, NaN / Inf propagation, and jacfwd == jacrev; hypothesis draws shapes that reach the path (checked:
+the traced program differs from the reference's)."""
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from cnnjax import ops
+from cnnjax.ops import fast
+from cnnjax.ops.fast import banded, depthwise, grouped
+from tests.ops.oracle import examples
+
+
+def SETTINGS(n):
+    return settings(max_examples=examples(n), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _value_and_grads(fn, args, cotangent):
+    """``fn(*args)`` and the vector-Jacobian product with ``cotangent`` for every argument, as one program."""
+    y, vjp = jax.vjp(fn, *args)
+    return y, vjp(cotangent)
+
+
+def _run(fn, inputs, cotangent, reference: bool):
+    """The program text of ``fn`` and, for each argument list in ``inputs``, its value and vector-Jacobian
+    product with ``cotangent``: one jitted program, traced with the fast paths or (``reference``) without."""
+    with fast.reference_only() if reference else contextlib.nullcontext():
+        # fresh functions: jit's trace cache is keyed on the function, and tracing happens at the first call
+        program = jax.jit(lambda a, c: _value_and_grads(lambda *x: fn(*x), a, c))
+        jaxpr = str(jax.make_jaxpr(lambda *x: fn(*x))(*inputs[0]))
+        return jaxpr, [program(a, cotangent) for a in inputs]
+
+
+def _special_values(rng, a, fraction=0.1):
+    """``a`` with about ``fraction`` of its entries replaced by NaN, +Inf or -Inf (at least one)."""
+    a = np.array(a)
+    flat = a.reshape(-1)
+    count = max(1, int(fraction * flat.size))
+    where = rng.choice(flat.size, count, replace=False)
+    flat[where] = rng.choice([np.nan, np.inf, -np.inf], count)
+    return a
+
+
+def _assert_same(got, want, rtol, atol, what):
+    """Equal values with NaN and +-Inf at the same places."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"{what}: NaN")
+    np.testing.assert_array_equal(np.where(np.isinf(want), want, 0), np.where(np.isinf(got), got, 0),
+                                  err_msg=f"{what}: Inf")
+    scale = max(1.0, float(np.max(np.abs(want), where=np.isfinite(want), initial=0)))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+def check_against_reference(fn, args, rng, *, rtol=2e-5, atol=2e-5, special=(0,), special_gradients=True):
+    """``fn`` (as dispatched: the fast path) equals ``fn`` under ``reference_only`` in values and in the gradient
+    with respect to every argument, on finite arguments and with NaN / Inf in each argument listed in ``special``;
+    and the fast program is not the reference's. ``special_gradients=False``: with special values, compare the
+    values only.
+    NaN and +-Inf in the input (argument 0) must give NaN and +-Inf at the same places in the values and in
+    every gradient. A NaN or Inf in the kernel meets zeros that one formulation multiplies and another skips
+    (``0 * Inf``; XLA:CPU's own algorithms disagree there too: see :mod:`cnnjax.ops.fast`), so with special
+    values in another argument the values and gradients must agree wherever both are finite.
+    """
+    args = [np.asarray(a, np.float32) for a in args]
+    y_shape = jax.eval_shape(fn, *args).shape
+    cotangent = rng.uniform(-1, 1, y_shape).astype(np.float32)
+    inputs, cases = [args], ["finite"]
+    for i in special:
+        with_specials = list(args)
+        with_specials[i] = _special_values(rng, args[i])
+        inputs.append(with_specials)
+        cases.append(f"NaN/Inf in argument {i}")
+    fast_jaxpr, fast_out = _run(fn, inputs, cotangent, reference=False)
+    ref_jaxpr, ref_out = _run(fn, inputs, cotangent, reference=True)
+    assert fast_jaxpr != ref_jaxpr, "the dispatch did not take a fast path for this case"
+    for case, (y, grads), (y_ref, grads_ref) in zip(cases, fast_out, ref_out):
+        pairs = [(np.asarray(y), np.asarray(y_ref), f"{case}: values")]
+        if case == "finite" or special_gradients:
+            pairs += [(np.asarray(g), np.asarray(w), f"{case}: gradient with respect to argument {i}")
+                      for i, (g, w) in enumerate(zip(grads, grads_ref))]
+        for g, w, what in pairs:
+            if case in ("finite", "NaN/Inf in argument 0"):
+                _assert_same(g, w, rtol, atol, what)
+            else:
+                both = np.isfinite(g) & np.isfinite(w)
+                scale = max(1.0, float(np.abs(w[both]).max(initial=0)))
+                np.testing.assert_allclose(g[both], w[both], rtol=rtol, atol=atol * scale, err_msg=what)
+
+
+def _array(rng, shape):
+    return rng.uniform(-1, 1, shape).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- banded GEMM
+
+
+@st.composite
+def banded_case(draw):
+    """Dense, stride 1, fewer than FEW_INPUT_CHANNELS input channels; one channel half of the time."""
+    nd = draw(st.integers(1, 3))
+    c_in = draw(st.sampled_from([1, 1, 1, 2, 3, banded.FEW_INPUT_CHANNELS - 1]))
+    window = tuple(draw(st.integers(1, 3 if nd == 3 else 5)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(nd))
+    spatial = tuple(max(1, d * (k - 1) + 1 - lo - hi) + draw(st.integers(0, 4 if nd == 3 else 9))
+                    for k, d, (lo, hi) in zip(window, dilation, pads))
+    return (draw(st.integers(1, 2)), *spatial, c_in), (*window, c_in, draw(st.integers(1, 4))), dilation, pads
+
+
+@SETTINGS(8)
+@given(banded_case(), st.integers(0, 2**16))
+@example(((1, 8, 8, 1), (3, 3, 1, 2), (2, 1), ((1, 1), (1, 1))), 0)  # one channel, dilation on the first axis
+@example(((1, 8, 9, 1), (3, 3, 1, 2), (1, 2), ((0, 1), (2, 0))), 1)  # one channel, dilation on the last axis
+@example(((2, 14, 14, 6), (5, 5, 6, 4), (1, 1), ((0, 0), (0, 0))), 2)  # LeNet-5 conv2: the gathered dX
+def test_banded_gemm_equals_reference(case, seed):
+    x_shape, k_shape, dilation, pads = case
+    assert banded.applies(x_shape, k_shape, (1,) * len(dilation), pads, dilation, 1)
+    rng = np.random.default_rng(seed)
+    check_against_reference(lambda x, k: ops.conv(x, k, padding=pads, dilation=dilation),
+                            [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
+
+
+def test_banded_gemm_one_nan_pixel_reaches_only_its_windows():
+    """Issue 15's finding: one NaN pixel of a (1, 8, 8, 1) input gives 9 NaN outputs (3x3 SAME), as lax does;
+    one Inf pixel gives Inf (not NaN) where the kernel taps are positive."""
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    x[0, 3, 4, 0] = np.nan
+    k = np.ones((3, 3, 1, 1), np.float32)
+    y = np.asarray(jax.jit(lambda x: ops.conv(x, k, padding=1))(x))
+    assert np.isnan(y).sum() == 9
+    x[0, 3, 4, 0] = np.inf
+    y = np.asarray(jax.jit(lambda x: ops.conv(x, k, padding=1))(x))
+    assert np.isinf(y).sum() == 9 and not np.isnan(y).any()
+
+
+# --------------------------------------------------------------------------------------------------- depthwise
+
+
+@st.composite
+def depthwise_case(draw):
+    nd = draw(st.integers(1, 3))
+    channels = draw(st.integers(2, 5))
+    multiplier = draw(st.sampled_from([1, 1, 2]))
+    window = tuple(draw(st.integers(1, 3 if nd == 3 else 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(nd))
+    spatial = tuple(max(1, d * (k - 1) + 1 - lo - hi) + draw(st.integers(0, 4 if nd == 3 else 8))
+                    for k, d, (lo, hi) in zip(window, dilation, pads))
+    x_shape = (draw(st.integers(1, 2)), *spatial, channels)
+    return x_shape, (*window, channels, multiplier), stride, dilation, pads
+
+
+@SETTINGS(8)
+@given(depthwise_case(), st.integers(0, 2**16))
+@example(((2, 9, 9, 4), (3, 3, 4, 1), (2, 2), (1, 1), ((1, 1), (1, 1))), 0)  # MobileNet's strided block
+@example(((1, 10, 3), (3, 3, 2), (1,), (3,), ((3, 3),)), 1)  # 1-D, multiplier 2, dilated
+def test_depthwise_equals_reference(case, seed):
+    x_shape, k_shape, stride, dilation, pads = case
+    grouped_shape = (*k_shape[:-2], 1, k_shape[-2] * k_shape[-1])
+    assert depthwise.applies(x_shape, grouped_shape, x_shape[-1])
+    rng = np.random.default_rng(seed)
+    check_against_reference(
+        lambda x, k, b: ops.depthwise_conv(x, k, b, stride=stride, padding=pads, dilation=dilation),
+        [_array(rng, x_shape), _array(rng, k_shape), _array(rng, (k_shape[-2] * k_shape[-1],))],
+        rng, special=(0, 1))
+
+
+@SETTINGS(4)
+@given(depthwise_case(), st.integers(0, 2**16))
+def test_separable_equals_reference(case, seed):
+    x_shape, k_shape, stride, dilation, pads = case
+    rng = np.random.default_rng(seed)
+    mid = k_shape[-2] * k_shape[-1]
+    check_against_reference(
+        lambda x, k, p: ops.separable_conv(x, k, p, stride=stride, padding=pads, dilation=dilation),
+        [_array(rng, x_shape), _array(rng, k_shape), _array(rng, (mid, 3))], rng, special=(0,))
+
+
+# ----------------------------------------------------------------------------------------------------- grouped
+
+
+@st.composite
+def grouped_case(draw):
+    nd = draw(st.integers(1, 2))
+    groups = draw(st.integers(2, 4))
+    c_in, c_out = groups * draw(st.integers(2, 3)), groups * draw(st.integers(1, 3))
+    window = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    pads = tuple((draw(st.integers(0, 1)), draw(st.integers(0, 1))) for _ in range(nd))
+    spatial = tuple(max(1, d * (k - 1) + 1 - lo - hi) + draw(st.integers(0, 6))
+                    for k, d, (lo, hi) in zip(window, dilation, pads))
+    return (draw(st.integers(1, 2)), *spatial, c_in), (*window, c_in // groups, c_out), stride, dilation, pads, groups
+
+
+@SETTINGS(6)
+@given(grouped_case(), st.integers(0, 2**16))
+@example(((2, 6, 6, 8), (3, 3, 2, 8), (1, 1), (1, 1), ((1, 1), (1, 1)), 4), 0)  # ResNet's grouped:4 block
+def test_grouped_equals_reference(case, seed):
+    x_shape, k_shape, stride, dilation, pads, groups = case
+    assert grouped.applies(x_shape, k_shape, groups)
+    rng = np.random.default_rng(seed)
+    check_against_reference(
+        lambda x, k: ops.conv(x, k, stride=stride, padding=pads, dilation=dilation, groups=groups),
+        [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
+
+
+# -------------------------------------------------------------------------------------------------- transposed
+
+
+@st.composite
+def transpose_case(draw):
+    nd = draw(st.integers(1, 2))
+    groups = draw(st.sampled_from([1, 1, 2]))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    window = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    padding = tuple(draw(st.integers(0, d * (k - 1))) for k, d in zip(window, dilation))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    spatial = tuple(draw(st.integers(2, 6)) for _ in range(nd))
+    return ((draw(st.integers(1, 2)), *spatial, c_in), (*window, c_out // groups, c_in),
+            dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups))
+
+
+@SETTINGS(6)
+@given(transpose_case(), st.integers(0, 2**16))
+@example(((2, 5, 5, 4), (3, 3, 2, 4), dict(stride=2, padding=1, output_padding=1, dilation=1, groups=1)), 0)
+def test_conv_transpose_equals_reference(case, seed):
+    x_shape, k_shape, kwargs = case
+    rng = np.random.default_rng(seed)
+    check_against_reference(lambda x, k, b: ops.conv_transpose(x, k, b, **kwargs),
+                            [_array(rng, x_shape), _array(rng, k_shape), _array(rng, (k_shape[-2] * kwargs["groups"],))],
+                            rng, special=(0, 1))
+
+
+# -------------------------------------------------------------------------------------------- tiled max pool
+
+
+@SETTINGS(6)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**16), st.booleans())
+@example(2, 2, 0, True)  # LeNet-5's 2x2 pool, with ties
+def test_tiled_max_pool_equals_reference(nd, k, seed, ties):
+    rng = np.random.default_rng(seed)
+    window = tuple(int(v) for v in rng.integers(1, k + 1, nd))
+    shape = (2, *[w * int(rng.integers(1, 4)) + int(rng.integers(0, w)) for w in window], 3)
+    x = rng.integers(-2, 3, shape).astype(np.float32) if ties else _array(rng, shape)
+    # a NaN's gradient: the tiled path gives it to the NaN, as PyTorch does (reduce_window's select_and_scatter
+    # to another cell): test_local_and_pooling.py::test_max_pool_gradient_goes_to_a_nan_like_torch
+    check_against_reference(lambda x: ops.max_pool(x, window), [x], rng, special_gradients=False)
+
+
+# ----------------------------------------------------------------------------------------- forward mode = reverse
+
+
+FORWARD_REVERSE_CASES = {
+    "banded one channel": (lambda x, k: ops.conv(x, k, padding=1, dilation=(2, 1)), (1, 6, 7, 1), (3, 3, 1, 2)),
+    "banded few channels": (lambda x, k: ops.conv(x, k, padding=1), (1, 5, 5, 3), (3, 3, 3, 2)),
+    "depthwise": (lambda x, k: ops.depthwise_conv(x, k, stride=2, padding=1), (1, 6, 6, 3), (3, 3, 3, 2)),
+    "grouped": (lambda x, k: ops.conv(x, k, padding=1, groups=2), (1, 4, 4, 4), (3, 3, 2, 4)),
+    "transposed": (lambda x, k: ops.conv_transpose(x, k, stride=2, padding=1), (1, 3, 3, 2), (3, 3, 2, 2)),
+    "tiled max pool": (lambda x, k: ops.max_pool(x * k.sum(), 2), (1, 4, 6, 2), (1,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORWARD_REVERSE_CASES))
+def test_jacfwd_equals_jacrev_and_the_reference_jacobian(name):
+    """Forward mode equals reverse mode on the fast path, and both equal the reference's (an independent
+    formulation: a custom rule's JVP and its transpose could agree with each other and both be wrong)."""
+    fn, x_shape, k_shape = FORWARD_REVERSE_CASES[name]
+    rng = np.random.default_rng(3)
+    x, k = jnp.asarray(_array(rng, x_shape)), jnp.asarray(_array(rng, k_shape))
+    if name == "tiled max pool":
+        x = jnp.round(x * 2)  # ties: the gradient goes to the first maximum
+    with fast.reference_only():
+        want = jax.jit(lambda x, k: jax.jacrev(fn, argnums=(0, 1))(x, k))(x, k)
+    fwd = jax.jit(lambda x, k: jax.jacfwd(fn, argnums=(0, 1))(x, k))(x, k)
+    rev = jax.jit(lambda x, k: jax.jacrev(fn, argnums=(0, 1))(x, k))(x, k)
+    for f, r, w in zip(fwd, rev, want):
+        np.testing.assert_allclose(np.asarray(f), np.asarray(w), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(r), np.asarray(w), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------ dispatch
+
+
+def test_dispatch_takes_the_reference_where_no_fast_path_serves():
+    """Dense convs with >= 8 channels or a stride, many groups, integer pooling and reference_only() all give
+    the plain reference program."""
+    def same_program(fn, *shapes, dtype=np.float32):
+        args = [np.zeros(s, dtype) for s in shapes]
+        with fast.reference_only():
+            reference = str(jax.make_jaxpr(lambda *a: fn(*a))(*args))
+        return str(jax.make_jaxpr(lambda *a: fn(*a))(*args)) == reference
+
+    assert same_program(lambda x, k: ops.conv(x, k, padding=1), (2, 8, 8, 8), (3, 3, 8, 4))
+    assert same_program(lambda x, k: ops.conv(x, k, stride=2), (2, 8, 8, 3), (3, 3, 3, 4))
+    assert same_program(lambda x, k: ops.conv(x, k, groups=32), (1, 6, 6, 64), (3, 3, 2, 32))
+    assert same_program(lambda x: ops.max_pool(x, 2), (1, 4, 4, 2), dtype=np.int32)
+    assert same_program(lambda x: ops.max_pool(x, 3, stride=2), (1, 7, 7, 2))
+    assert not same_program(lambda x, k: ops.conv(x, k, groups=2), (1, 6, 6, 8), (3, 3, 4, 8))
