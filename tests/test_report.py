@@ -1,4 +1,4 @@
-"""Run reports: ``python -m experiments.report --workdir=DIR`` on a tiny finished run, and the pieces it uses."""
+"""Run reports: ``python -m experiments.report --workdir=DIR`` on a small finished run, and the pieces it uses."""
 
 import subprocess
 import sys
@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-from cnnjax.training import train_and_evaluate
 from cnnjax.training.report import (
     REPORT_FILES,
     check_run_dir,
@@ -16,7 +15,6 @@ from cnnjax.training.report import (
     plot_filters,
     restore_run,
 )
-from configs._base import base_config
 from tests.conftest import REPO_ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,21 +25,8 @@ def run_report(*args):
                           text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """Two epochs of LeNet-5 on the synthetic data set, with a validation split."""
-    config = base_config()
-    config.dataset.name = "synthetic"
-    config.dataset.validation_size = 64
-    config.num_epochs, config.batch_size, config.eval_batch_size = 2, 64, 64
-    config.progress_bar = config.tensorboard = False
-    workdir = tmp_path_factory.mktemp("run")
-    summary = train_and_evaluate(config, str(workdir))
-    return workdir, summary
-
-
-def test_report_cli_writes_the_figures(tiny_run, tmp_path):
-    workdir, _ = tiny_run
+def test_report_cli_writes_the_figures(synthetic_run, tmp_path):
+    _, workdir, _ = synthetic_run  # conftest's shared run (read only: the figures go to --out_dir)
     out = tmp_path / "figures"
     r = run_report(f"--workdir={workdir}", f"--out_dir={out}", "--num_confused=4")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -51,11 +36,12 @@ def test_report_cli_writes_the_figures(tiny_run, tmp_path):
         assert str(out / name) in r.stdout
 
 
-def test_restored_weights_give_the_summary_accuracy(tiny_run):
-    """The confusion matrix is computed with the weights the run's test accuracy was measured with."""
+def test_restored_weights_give_the_summary_accuracy(synthetic_run):
+    """The confusion matrix is computed with the weights the run's test accuracy was measured with (the shared
+    run evaluates with an EMA of the weights)."""
     from cnnjax.training.report import predict, source_arrays
 
-    workdir, summary = tiny_run
+    _, workdir, summary = synthetic_run
     run = restore_run(str(workdir))
     images, labels = source_arrays(run.dataset.test)
     cm = confusion_matrix(labels, predict(run.model, run.variables, images).argmax(1), run.dataset.num_classes)
