@@ -14,7 +14,7 @@ from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
 from cnnjax.data.sources import get_dataset, synthetic_dataset
 from cnnjax.models import get_model
 from cnnjax.training.metrics import read_metrics
-from cnnjax.training.optimizers import make_schedule
+from cnnjax.training.optimizers import make_optimizer, make_schedule
 from cnnjax.training.steps import cross_entropy, eval_step, train_step
 from cnnjax.training.train import build_model, create_train_state
 
@@ -31,13 +31,14 @@ def test_accumulating_two_half_batches_equals_one_full_batch():
     batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
     halves = [{k: v[:32] for k, v in batch.items()}, {k: v[32:] for k, v in batch.items()}]
     model = get_model("lenet5")
-    full = create_train_state(_config(), model, (28, 28, 1), total_steps=1)
-    full, _ = jax.jit(train_step)(full, batch)
-    acc = create_train_state(_config(accumulate_steps=2), model, (28, 28, 1), total_steps=2)
+    initial = create_train_state(_config(), model, (28, 28, 1), total_steps=1)
+    initial_params = jax.tree_util.tree_map(np.array, initial.params)
+    tx = make_optimizer(_config(accumulate_steps=2).optimizer, 2)
+    acc = initial.replace(tx=tx, opt_state=tx.init(initial.params))  # the same weights, accumulating Adam
+    full, _ = jax.jit(train_step)(initial, batch)
     step = jax.jit(train_step)
     acc, _ = step(acc, halves[0])
-    unchanged = jax.tree_util.tree_map(np.array_equal, acc.params,
-                                       create_train_state(_config(), model, (28, 28, 1), 1).params)
+    unchanged = jax.tree_util.tree_map(np.array_equal, acc.params, initial_params)
     assert all(jax.tree_util.tree_leaves(unchanged)), "the first micro-batch must not update the weights"
     acc, _ = step(acc, halves[1])
     diff = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), full.params, acc.params)
@@ -50,13 +51,14 @@ def test_ema_follows_its_formula():
     c = _config()
     c.ema_decay = 0.9
     state = create_train_state(c, get_model("lenet5"), (28, 28, 1), total_steps=2)
-    ema0 = state.ema_params
-    new, _ = train_step(state, batch, ema_decay=0.9)
+    ema0 = jax.tree_util.tree_map(np.array, state.ema_params)
+    new, _ = jax.jit(functools.partial(train_step, ema_decay=0.9))(state, batch)
     expected = jax.tree_util.tree_map(lambda e, p: 0.9 * e + 0.1 * p, ema0, new.params)
     diff = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(a - b))), expected, new.ema_params)
     assert max(jax.tree_util.tree_leaves(diff)) < 1e-7
-    out_ema = eval_step(new, next(eval_batches(ds.test, 64)), use_ema=True)
-    out_raw = eval_step(new, next(eval_batches(ds.test, 64)), use_ema=False)
+    evaluate = jax.jit(eval_step, static_argnames=("use_ema", "top_k"))
+    test_batch = next(eval_batches(ds.test, 64))
+    out_ema, out_raw = evaluate(new, test_batch, use_ema=True), evaluate(new, test_batch, use_ema=False)
     assert float(out_ema["loss_sum"]) != float(out_raw["loss_sum"])
 
 
@@ -173,8 +175,9 @@ def test_train_step_applies_the_augmentation():
     state = create_train_state(_config(), get_model("lenet5"), (28, 28, 1), total_steps=1)
     aug_config = default_augment_config()
     aug_config.hflip, aug_config.noise_std = True, 0.2
-    plain, m_plain = train_step(state, batch)
-    augmented, m_aug = train_step(state, batch, augment_fn=make_augmentation(aug_config))
+    augment = make_augmentation(aug_config)
+    plain, m_plain = train_step(state, batch)  # eager: compiling the whole augmented step costs more here
+    augmented, m_aug = train_step(state, batch, augment_fn=augment)
     assert float(m_plain["loss"]) != float(m_aug["loss"])
-    again, m_again = train_step(state, batch, augment_fn=make_augmentation(aug_config))
+    again, m_again = train_step(state, batch, augment_fn=augment)
     assert float(m_aug["loss"]) == float(m_again["loss"])  # the draw is a function of (rng, step)
