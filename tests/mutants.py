@@ -68,7 +68,53 @@ T_LOOP = ("tests/training/test_optim_features.py::test_the_run_trains_with_the_c
 T_NAN = ("tests/training/test_errors_and_freezing.py::test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint",)
 T_FROZEN = ("tests/training/test_errors_and_freezing.py::test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged",)
 
+T_FAST = ("tests/ops/test_fast_paths.py",)
+T_POOL = T_FAST + ("tests/ops/test_local_and_pooling.py", "tests/ops/test_backprop.py")
+T_CONV = T_FAST + ("tests/ops/test_conv_oracle.py", "tests/ops/test_backprop.py")
+T_TRANSPOSE = T_FAST + ("tests/ops/test_transpose.py",)
+T_PAD = ("tests/ops/test_arithmetic.py", "tests/ops/test_conv_oracle.py", "tests/ops/test_local_and_pooling.py",
+         "tests/ops/test_worked_examples.py")
+POOL_FAST = "cnnjax/ops/fast/pool.py"
+BANDED = "cnnjax/ops/fast/banded.py"
+DEPTHWISE = "cnnjax/ops/fast/depthwise.py"
+GROUPED = "cnnjax/ops/fast/grouped.py"
+
 MUTANTS: tuple[Mutant, ...] = (
+    # --- cnnjax/ops
+    Mutant("ops-pool-ties-last", POOL_FAST, "winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1).astype(index_type)",
+           "winner = (len(cells) - 1 - jnp.argmax(jnp.stack(cells[::-1], axis=-1), axis=-1)).astype(index_type)",
+           T_POOL, "tiled max-pool: the gradient of a tie goes to the last maximum, not the first (PyTorch)"),
+    Mutant("ops-pool-tiled-with-padding", POOL_FAST, "return window == stride and all(lo == hi == 0 for lo, hi in pads)",
+           "return window == stride", T_POOL, "the tiled max-pool is taken for padded inputs (padding ignored)"),
+    Mutant("ops-avg-pool-counts-padding", "cnnjax/ops/pooling.py",
+           "if count_include_pad or all(lo == hi == 0 for lo, hi in pads):", "if True:", T_POOL,
+           "avg_pool(count_include_pad=False) divides by the whole window"),
+    Mutant("ops-banded-last-axis-dilation", BANDED, "== d * np.arange(k)[:, None, None]", "== np.arange(k)[:, None, None]",
+           T_CONV, "banded GEMM: dilation along the last spatial axis dropped"),
+    Mutant("ops-banded-other-axes-dilation", BANDED, "slice(u * d, u * d + o)", "slice(u, u + o)", T_CONV,
+           "banded GEMM (sliced rows): dilation along the other spatial axes dropped"),
+    Mutant("ops-banded-gather-dilation", BANDED, "sum(u * d * st for u, d, st in", "sum(u * st for u, d, st in",
+           T_CONV, "banded GEMM (gathered rows, the input gradient): dilation along the other axes dropped"),
+    Mutant("ops-banded-nan-guard-off", BANDED, "lax.cond(_all_finite(x),", "lax.cond(True,", T_CONV,
+           "banded GEMM: a NaN pixel spreads over its whole band (no reference fallback)"),
+    Mutant("ops-banded-kernel-grad-dropped", BANDED, "terms.append(_forward(x, dkernel, pads, dilations, reference))",
+           "terms.append(0 * _forward(x, dkernel, pads, dilations, reference))", T_CONV,
+           "banded GEMM: the kernel gradient is zero"),
+    Mutant("ops-depthwise-dilation", DEPTHWISE, "index = [slice(t * d, t * d + (o - 1) * s + 1, s)",
+           "index = [slice(t, t + (o - 1) * s + 1, s)", T_CONV, "depthwise fast path: dilation dropped"),
+    Mutant("ops-depthwise-kernel-grad-dropped", DEPTHWISE, "terms.append(reference(x, dkernel))",
+           "terms.append(0 * reference(x, dkernel))", T_CONV, "depthwise fast path: the kernel gradient is zero"),
+    Mutant("ops-grouped-one-kernel", GROUPED, "kernel[..., g * c_out : (g + 1) * c_out]", "kernel[..., 0:c_out]",
+           T_CONV, "grouped fast path: every group uses group 0's filters"),
+    Mutant("ops-conv-bias-dropped", "cnnjax/ops/conv.py", "y = y + a.bias.astype(y.dtype)", "y = y", T_CONV,
+           "conv ignores its bias"),
+    Mutant("ops-transpose-kernel-not-flipped", "cnnjax/ops/transpose.py", "rhs = jnp.flip(rhs, axis=tuple(range(nd)))",
+           "rhs = rhs", T_TRANSPOSE, "transposed conv without the 180-degree kernel rotation"),
+    Mutant("ops-same-padding-extra-on-the-left", "cnnjax/ops/padding.py", "return [(e // 2, e - e // 2) for e in effective]",
+           "return [(e - e // 2, e // 2) for e in effective]", T_PAD,
+           "SAME padding puts the odd extra cell before the input (TensorFlow puts it after)"),
+    Mutant("ops-reflect-is-symmetric", "cnnjax/ops/padding.py", '"reflect": "reflect"', '"reflect": "symmetric"',
+           T_PAD, "reflect padding repeats the edge pixel"),
     # --- cnnjax/data/sources.py
     Mutant("split-overlap", SOURCES, "np.sort(order[validation_size:])", "np.sort(order[:len(order) - validation_size])",
            T_SOURCES, "split_validation: train overlaps validation (sizes unchanged)"),
