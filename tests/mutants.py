@@ -2,7 +2,7 @@
 should catch it.
 
     .venv/bin/python -m tests.mutants                  # every mutant, 2 at a time, on the committed code (HEAD)
-    .venv/bin/python -m tests.mutants --only resume    # mutants whose id contains "resume"
+    .venv/bin/python -m tests.mutants --only ops-      # the mutants whose id starts with "ops-"
     .venv/bin/python -m tests.mutants --list           # ids, files and test sets, nothing run
 
 Each mutant is an exact text substitution in one file of ``cnnjax/``. The code is never mutated in place:
@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -275,18 +276,19 @@ def mutate_and_run(root: str, m: Mutant, timeout: float) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rev", default="HEAD", help="git revision to mutate, or WORKTREE (default HEAD)")
-    parser.add_argument("--only", action="append", default=[], help="run mutants whose id contains this (repeatable)")
+    parser.add_argument("--only", action="append", default=[], help="run the mutants whose id starts with this (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at the same time (one copy each)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per mutant's test run")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", default="", help="write the results to this file")
     args = parser.parse_args(argv)
 
-    mutants = [m for m in MUTANTS if not args.only or any(s in m.id for s in args.only)]
+    mutants = [m for m in MUTANTS if not args.only or any(m.id.startswith(s) for s in args.only)]
     if args.list:
         for m in mutants:
             print(f"{m.id:40s} {m.path:32s} {' '.join(m.tests)}")
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its copies
     tmp = tempfile.mkdtemp(prefix="cnnjax-mutants-")
     try:
         roots = [os.path.join(tmp, f"copy{j}") for j in range(max(1, args.jobs))]
@@ -304,7 +306,8 @@ def main(argv=None) -> int:
         mutants = [m for m in mutants if m.id not in stale_ids]
 
         test_sets = sorted({m.tests for m in mutants})
-        every_test = sorted({t for ts in test_sets for t in ts})
+        files = {t for ts in test_sets for t in ts if "::" not in t}
+        every_test = sorted({t for ts in test_sets for t in ts if t.split("::")[0] not in files or "::" not in t})
         print(f"{len(mutants)} mutants, {len(test_sets)} test sets; running their {len(every_test)} test files/ids on "
               "the unmutated code ...", flush=True)
         outcome, seconds, failures = run_tests(roots[0], every_test, 3 * args.timeout, stop_at_first=False)
