@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from cnnjax.classic.features import check_features, extract_features
-from cnnjax.data.sources import get_dataset
+from cnnjax.data.sources import get_dataset, materialize
 from cnnjax.training.metrics import MetricWriter, write_json
 from cnnjax.training.train import prepare_workdir
 
@@ -94,8 +94,8 @@ def train_and_evaluate_classic(config, workdir: str) -> dict:
     dataset = get_dataset(config.dataset)  # a missing data set fails here, before the workdir is touched
     workdir = prepare_workdir(workdir)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    train_images, train_labels = _arrays(dataset.train)
-    test_images, test_labels = _arrays(dataset.test)
+    train, test = materialize(dataset.train), materialize(dataset.test)
+    train_images, train_labels, test_images, test_labels = train.images, train.labels, test.images, test.labels
 
     t0 = time.perf_counter()
     x_train = extract_features(train_images, config.classic)
@@ -139,11 +139,3 @@ def train_and_evaluate_classic(config, workdir: str) -> dict:
           f"{os.path.join(workdir, 'summary.json')}", flush=True)
     return summary
 
-
-def _arrays(source) -> tuple[np.ndarray, np.ndarray]:
-    """All images ``(N, H, W, C)`` uint8 and labels ``(N,)`` of a random-access source."""
-    batch = source.get_batch(np.arange(len(source))) if hasattr(source, "get_batch") else None
-    if batch is not None:
-        return np.asarray(batch["image"]), np.asarray(batch["label"])
-    pairs = [source[i] for i in range(len(source))]
-    return np.stack([p[0] for p in pairs]), np.asarray([p[1] for p in pairs], np.int32)

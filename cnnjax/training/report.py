@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnjax.data.pipeline import steps_per_epoch
-from cnnjax.data.sources import Dataset, get_dataset
+from cnnjax.data.sources import Dataset, get_dataset, materialize
 from cnnjax.plots import new_figure, plot_image_grid
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
 from cnnjax.training.metrics import read_metrics
@@ -147,11 +147,8 @@ def predict(model, variables, images: np.ndarray, batch_size: int = 500) -> np.n
 
 def source_arrays(source) -> tuple[np.ndarray, np.ndarray]:
     """All images ``(N, H, W, C)`` uint8 and labels ``(N,)`` of a random-access source."""
-    if hasattr(source, "get_batch"):
-        batch = source.get_batch(np.arange(len(source)))
-        return np.asarray(batch["image"]), np.asarray(batch["label"])
-    pairs = [source[i] for i in range(len(source))]
-    return np.stack([p[0] for p in pairs]), np.asarray([p[1] for p in pairs], np.int32)
+    arrays = materialize(source)
+    return arrays.images, arrays.labels
 
 
 # ---------------------------------------------------------------------------------------------- confusion
