@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import ops
-from cnnjax.ops.conv import as_tuple, check_positive_int
+from cnnjax.ops.args import as_tuple, check_groups, check_positive_int
 
 Initializer = Any
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
@@ -27,47 +27,41 @@ def check_features(features, name: str = "features") -> int:
     return check_positive_int(features, name)
 
 
-def check_groups(groups, c_in: int, features: int) -> int:
-    """``groups`` must be a positive int dividing both the input channels and ``features``."""
-    groups = check_positive_int(groups, "groups")
-    if c_in % groups or features % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={c_in} and features={features}")
-    return groups
-
-
 #: Fields that tell the variants of a layer class apart; error messages show those not at their default.
 _VARIANT_FIELDS = ("groups", "dilation", "depth_multiplier", "modulated", "offset_groups")
 
 
-def layer_label(module: nn.Module) -> str:
-    """``layer 'conv2' (Conv groups=4)``: the module's path in its model, its class and its variant fields."""
+def layer_label(module: nn.Module, x=None) -> str:
+    """``layer 'conv2' (Conv groups=4; in_channels=6, features=16)``: the module's path in its model, its
+    class, its variant fields (those not at their default) and, for a layer with ``features``, its channels."""
     path = "/".join(module.scope.path) if module.scope is not None and module.scope.path else module.name
     fields = getattr(module, "__dataclass_fields__", {})
-    variant = [
-        f" {f}={getattr(module, f)!r}"
-        for f in _VARIANT_FIELDS
-        if f in fields and getattr(module, f) != fields[f].default
+    parts = [type(module).__name__]
+    parts += [
+        f"{f}={getattr(module, f)!r}" for f in _VARIANT_FIELDS if f in fields and getattr(module, f) != fields[f].default
     ]
-    where = f"layer {path!r}" if path else "layer"
-    return f"{where} ({type(module).__name__}{''.join(variant)})"
+    label = " ".join(parts)
+    if getattr(module, "features", None) is not None and getattr(x, "ndim", 0) >= 2:
+        label += f"; in_channels={x.shape[-1]}, features={module.features}"
+    return f"{f'layer {path!r}' if path else 'layer'} ({label})"
 
 
 def names_the_layer(call):
     """Decorate a layer's ``__call__``: a ValueError raised while it is initialised or applied (a variant
     that does not fit the layer's channels, a window larger than its input, ...) is re-raised with the
-    layer's path, class and variant in front, e.g.
-    ``layer 'conv2' (Conv groups=4): groups=4 must divide in_channels=6 and features=16``.
+    layer's path, class, variant and channels in front (:func:`layer_label`), e.g.
+    ``layer 'conv2' (Conv groups=4; in_channels=6, features=16): groups=4 must divide in_channels=6``.
     A message that already names a (nested) layer is left as it is.
     """
 
     @functools.wraps(call)
-    def wrapped(self, *args, **kwargs):
+    def wrapped(self, x, *args, **kwargs):
         try:
-            return call(self, *args, **kwargs)
+            return call(self, x, *args, **kwargs)
         except ValueError as err:
             if str(err).startswith("layer "):
                 raise
-            raise ValueError(f"{layer_label(self)}: {err}").with_traceback(err.__traceback__) from None
+            raise ValueError(f"{layer_label(self, x)}: {err}").with_traceback(err.__traceback__) from None
 
     return wrapped
 

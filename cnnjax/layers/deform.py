@@ -9,7 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnnjax.layers.conv import Conv, check_groups, he_normal, kernel_window, names_the_layer
+from cnnjax.layers.conv import Conv, he_normal, kernel_window, names_the_layer
+from cnnjax.ops.args import check_groups
 from cnnjax.ops.deform import deform_conv2d
 
 Initializer = Any

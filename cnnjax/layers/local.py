@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from cnnjax import ops
 from cnnjax.layers.conv import Initializer, check_features, kernel_window, names_the_layer
-from cnnjax.ops.conv import as_tuple
+from cnnjax.ops.args import as_tuple
 from cnnjax.ops.padding import normalize_padding
 
 

@@ -98,7 +98,7 @@ def test_bad_configuration_errors():
     x = _x()
     with pytest.raises(ValueError, match=r"offset_groups=3 must be a positive int dividing in_channels=4"):
         DeformConv(features=4, offset_groups=3).init(jax.random.PRNGKey(0), x)
-    with pytest.raises(ValueError, match=r"\(DeformConv groups=3\): groups=3 must divide in_channels=4 and features=6"):
+    with pytest.raises(ValueError, match=r"\(DeformConv groups=3; in_channels=4, features=6\): groups=3 must divide in_channels=4"):
         DeformConv(features=6, groups=3).init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match=r"must be \(N, H, W, C_in\)"):
         DeformConv(features=4).init(jax.random.PRNGKey(0), x[0])

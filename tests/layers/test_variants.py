@@ -179,7 +179,7 @@ def test_parse_and_errors():
 
 
 def test_a_variant_that_does_not_fit_the_channels_fails_at_init_naming_the_layer():
-    with pytest.raises(ValueError, match=r"^layer \(Conv groups=4\): groups=4 must divide in_channels=6 and features=8"):
+    with pytest.raises(ValueError, match=r"^layer \(Conv groups=4; in_channels=6, features=8\): groups=4 must divide in_channels=6(\n|$)"):
         jax.eval_shape(conv_layer("grouped:4", 8, 3).init, jax.random.key(0), jnp.ones((1, 8, 8, 6)))
-    with pytest.raises(ValueError, match=r"^layer \(DepthwiseConv\): features=4 must be >= in_channels=6"):
+    with pytest.raises(ValueError, match=r"^layer \(DepthwiseConv; in_channels=6, features=4\): features=4 must be >= in_channels=6"):
         jax.eval_shape(conv_layer("depthwise", 4, 3).init, jax.random.key(0), jnp.ones((1, 8, 8, 6)))

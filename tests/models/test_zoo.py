@@ -357,7 +357,7 @@ def test_a_variant_that_does_not_fit_fails_at_init_with_one_message():
     with pytest.raises(ValueError) as err:
         abstract_init(get_model("lenet5", conv="grouped:4"), (1, 28, 28, 1))
     assert str(err.value).splitlines()[0] == (
-        "layer 'conv2' (Conv groups=4): groups=4 must divide in_channels=6 and features=16"
+        "layer 'conv2' (Conv groups=4; in_channels=6, features=16): groups=4 must divide in_channels=6"
     )
 
 
@@ -365,19 +365,19 @@ def test_a_variant_that_does_not_fit_fails_at_init_with_one_message():
     "name, kwargs, shape, message",
     [
         ("lenet5", {"conv": "grouped:2", "conv_stem": True}, (1, 28, 28, 1),
-         r"layer 'conv1' \(Conv groups=2\): groups=2 must divide in_channels=1 and features=6"),
+         r"layer 'conv1' \(Conv groups=2; in_channels=1, features=6\): groups=2 must divide in_channels=1(\n|$)"),
         ("resnet20", {"conv": "grouped:3"}, (1, 16, 16, 3),
-         r"layer 'layer1_0/conv1' \(Conv groups=3\): groups=3 must divide in_channels=16 and features=16"),
+         r"layer 'layer1_0/conv1' \(Conv groups=3; in_channels=16, features=16\): groups=3 must divide in_channels=16(\n|$)"),
         ("transfer", {"backbone": "resnet20", "conv": "grouped:3"}, (1, 16, 16, 3),
-         r"layer 'backbone/layer1_0/conv1' \(Conv groups=3\): groups=3 must divide in_channels=16"),
+         r"layer 'backbone/layer1_0/conv1' \(Conv groups=3; in_channels=16, features=16\): groups=3 must divide"),
         ("dilated_cnn", {"conv": "grouped:2"}, (1, 28, 28, 1),
-         r"layer 'conv1' \(Conv groups=2\): groups=2 must divide in_channels=1 and features=32"),
+         r"layer 'conv1' \(Conv groups=2; in_channels=1, features=32\): groups=2 must divide in_channels=1(\n|$)"),
         ("lenet5_classic", {"conv": "dilated:2"}, (1, 28, 28, 1),
-         r"layer 'C5' \(Conv dilation=2\): kernel of size 5 \(dilation 2, extent 9\) .* larger than the padded input 5"),
+         r"layer 'C5' \(Conv dilation=2; in_channels=16, features=120\): kernel of size 5 \(dilation 2, extent 9\) .* larger than the padded input 5"),
         ("inception", {"conv": "grouped:16"}, (1, 28, 28, 1),
-         r"layer 'inception0/branch3x3' \(Conv groups=16\): groups=16 must divide in_channels=24 and features=32"),
+         r"layer 'inception0/branch3x3' \(Conv groups=16; in_channels=24, features=32\): groups=16 must divide in_channels=24(\n|$)"),
         ("small_cnn", {"conv": "depthwise", "widths": (8, 4)}, (1, 28, 28, 1),
-         r"layer 'conv1_0' \(DepthwiseConv\): features=4 must be >= in_channels=8"),
+         r"layer 'conv1_0' \(DepthwiseConv; in_channels=8, features=4\): features=4 must be >= in_channels=8"),
     ],
 )
 def test_conv_variant_a_model_cannot_use(name, kwargs, shape, message):
