@@ -12,6 +12,10 @@ step on Fashion-MNIST-shaped batches, S = 3 seeds, batch sizes 32 and 128:
 * ``one program, unrolled``: one jitted program holding the S one-seed steps side by side (no vmap),
   which lets XLA schedule the independent seeds together without batching any op.
 
+Then, to show where vmap loses, each layer of LeNet-5 alone (forward + gradient, batch 128, S seeds):
+S jitted calls vs one ``jit(vmap(grad))``, compared by process CPU time (``layer_cpu_ratio`` = vmap / sequential,
+> 1: vmap does more work).
+
 ``speedup`` = sequential time / contestant time for the same S steps (> 1: faster than sequential);
 ``cpu_speedup`` the same for the process CPU time (the work done, less sensitive to other processes' load
 on a shared machine, but it also counts threads spinning).
@@ -66,6 +70,42 @@ def _contestants(batch_size: int, seeds: int, conv: str = "standard"):
     }
 
 
+def _layer_cases(seeds: int, batch_size: int = 128):
+    """LeNet-5's layers as ``(loss(x, w), x, w)`` with a leading seed axis on both."""
+    from cnnjax import ops
+
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+
+    def conv(pad):
+        return lambda x, w: jnp.sum(ops.conv(x, w, padding=pad) ** 2)
+
+    return {
+        "conv1 1->6 5x5 SAME": (conv("SAME"), jax.random.normal(k1, (seeds, batch_size, 28, 28, 1)),
+                                jax.random.normal(k2, (seeds, 5, 5, 1, 6))),
+        "conv2 6->16 5x5 VALID": (conv("VALID"), jax.random.normal(k1, (seeds, batch_size, 14, 14, 6)),
+                                  jax.random.normal(k2, (seeds, 5, 5, 6, 16))),
+        "max-pool 2x2": (lambda x, w: jnp.sum(ops.max_pool(x, 2) ** 2),
+                         jax.random.normal(k1, (seeds, batch_size, 28, 28, 6)), jnp.zeros((seeds,))),
+        "dense 400->120": (lambda x, w: jnp.sum(jnp.tanh(x @ w)), jax.random.normal(k1, (seeds, batch_size, 400)),
+                           jax.random.normal(k2, (seeds, 400, 120))),
+    }
+
+
+def layer_rows(seeds: int, quick: bool) -> list[dict]:
+    rows = []
+    for name, (loss, x, w) in _layer_cases(seeds).items():
+        grad = jax.grad(loss, argnums=(0, 1))
+        one, vmapped = jax.jit(grad), jax.jit(jax.vmap(grad))
+        t = interleaved({"sequential": lambda: [one(x[s], w[s]) for s in range(seeds)],
+                         "vmap": lambda: vmapped(x, w)}, repeats=3 if quick else 7, number=5, warmup=1)
+        ratio = t["vmap"]["cpu_median_s"] / t["sequential"]["cpu_median_s"]
+        rows.append({"layer": name, "seeds": seeds, "sequential_cpu_ms": 1e3 * t["sequential"]["cpu_median_s"],
+                     "vmap_cpu_ms": 1e3 * t["vmap"]["cpu_median_s"], "layer_cpu_ratio": ratio})
+        print(f"layer {name:24s} CPU time: sequential {rows[-1]['sequential_cpu_ms']:7.2f} ms, vmap "
+              f"{rows[-1]['vmap_cpu_ms']:7.2f} ms, vmap / sequential {ratio:.2f}", flush=True)
+    return rows
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -86,7 +126,7 @@ def main(argv=None) -> dict:
                   f"{base_cpu / t['cpu_median_s']:.2f}x)", flush=True)
     payload = {"command": "python -m benchmarks.vmap_seeds" + (" --quick" if args.quick else ""),
                "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "quick": args.quick,
-               "machine": machine_info(), "rows": rows}
+               "machine": machine_info(), "rows": rows, "layers": layer_rows(args.seeds, args.quick)}
     print("wrote", write_json("vmap_seeds", payload))
     return payload
 
