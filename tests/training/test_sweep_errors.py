@@ -131,3 +131,29 @@ def test_folder_names_are_stable_and_short():
     c = _sweep(*hyper.product(hyper.sweep("optimizer.name", ["sgd"]), hyper.sweep("model.name", ["lenet5"]),
                               hyper.sweep("optimizer.learning_rate", [0.1]), hyper.seeds(1)))
     assert [t.name for t in plan(c)] == ["optimizer.name=sgd,model.name=lenet5,learning_rate=0.1,seed=0"]
+
+
+def test_collect_from_trial_folders_keeps_the_sweep_order_of_keys(tmp_path):
+    """results.csv/results.md come from sweep_trial.json + summary.json alone; columns follow the sweep."""
+    import json
+
+    from cnnjax.training.sweeps import collect
+
+    for i, (name, lr, seed, acc) in enumerate([("sgd", 0.1, 0, 0.80), ("sgd", 0.1, 1, 0.90), ("adam", 0.01, 0, 0.7)]):
+        folder = tmp_path / f"t{i}"
+        folder.mkdir()
+        overrides = {"optimizer.name": name, "optimizer.learning_rate": lr, "seed": seed}
+        (folder / "sweep_trial.json").write_text(json.dumps(
+            {"name": f"t{i}", "index": i, "overrides": overrides, "point": {k: overrides[k] for k in list(overrides)[:2]},
+             "seed": seed, "override_keys": list(overrides), "flops_per_example": 100}, sort_keys=True))
+        (folder / "summary.json").write_text(json.dumps(
+            {"test_accuracy": acc, "test_loss": 1 - acc, "num_params": 10, "train_images_per_s": 50.0,
+             "train_time_s": 1.0, "wall_time_s": 2.0}))
+    rows, missing = collect(str(tmp_path), ["t0", "t1", "t2", "t3"])
+    assert missing == ["t3"] and len(rows) == 3
+    csv_text = (tmp_path / "results.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("trial,optimizer.name,optimizer.learning_rate,seed,test_accuracy")
+    md = (tmp_path / "results.md").read_text()
+    assert "| name=sgd, learning_rate=0.1 | 2 | 0.8500 ± 0.0707 | 0.1500 ± 0.0707 | 10 | 100 | 50 | 2.0 |" in md
+    assert "| name=adam, learning_rate=0.01 | 1 | 0.7000 (one seed) |" in md
+    assert (tmp_path / "accuracy_vs_flops.png").exists()

@@ -41,8 +41,11 @@ def trial_rows(workdir: str, names=None) -> tuple[list[dict], list[str]]:
         if not (os.path.isfile(os.path.join(folder, TRIAL_FILE)) and os.path.isfile(os.path.join(folder, SUMMARY_FILE))):
             continue
         record, summary = _read(os.path.join(folder, TRIAL_FILE)), _read(os.path.join(folder, SUMMARY_FILE))
-        row = {"trial": record["name"], "index": record["index"], "overrides": record["overrides"],
-               "point": record["point"], "seed": record["seed"],
+        order = record.get("override_keys", list(record["overrides"]))
+        overrides = {k: record["overrides"][k] for k in order}
+        point = {k: record["point"][k] for k in order if k in record["point"]}
+        row = {"trial": record["name"], "index": record["index"], "overrides": overrides,
+               "point": point, "seed": record["seed"],
                "flops_per_example": record.get("flops_per_example")}
         row.update({k: summary.get(k, row.get(k)) for k in METRIC_COLUMNS if k != "flops_per_example"})
         row["vmap_seeds"] = summary.get("vmap_seeds", 1)

@@ -9,8 +9,10 @@ interrupted mid-run resumes from its checkpoint) and a finished one, re-run, tra
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 
+from cnnjax.training.metrics import to_python
 from cnnjax.training.sweeps import executors
 from cnnjax.training.sweeps.collect import collect
 from cnnjax.training.sweeps.spec import Trial, expand_trials, point_key
@@ -46,7 +48,20 @@ def dry_run_lines(trials: list[Trial]) -> list[str]:
 def meta(trial: Trial) -> dict:
     """What ``sweep_trial.json`` records about a trial (FLOPs are added when it is written)."""
     return {"name": trial.name, "index": trial.index, "overrides": trial.overrides, "point": trial.point,
-            "seed": trial.seed}
+            "seed": trial.seed, "override_keys": list(trial.overrides)}  # JSON files sort keys: keep the order
+
+
+def refresh_trial_record(folder: str, trial: Trial) -> None:
+    """Write ``sweep_trial.json`` if it is missing or its name/index/overrides are stale (FLOPs kept)."""
+    path = os.path.join(folder, TRIAL_FILE)
+    if not os.path.exists(path):
+        write_trial_record(folder, trial_record(meta(trial), trial.config))
+        return
+    with open(path) as f:
+        record = json.load(f)
+    now = json.loads(json.dumps(to_python(meta(trial)), sort_keys=True))
+    if any(record.get(k) != v for k, v in now.items()):
+        write_trial_record(folder, {**record, **now})
 
 
 def _check_executor(executor: str, workers: int) -> None:
@@ -102,9 +117,8 @@ def run_sweep(config, workdir: str, *, workers: int = 1, executor: str = "local"
     workdir = os.path.abspath(workdir)
     todo, done = pending_trials(trials, workdir)
     log(f"{len(trials)} trial(s): {len(done)} finished, {len(todo)} to train")
-    for t in done:  # a finished trial's folder holds its record (also if it was trained outside a sweep)
-        if not os.path.exists(os.path.join(workdir, t.name, TRIAL_FILE)):
-            write_trial_record(os.path.join(workdir, t.name), trial_record(meta(t), t.config))
+    for t in done:  # a finished trial's folder holds its current record (also if trained outside a sweep)
+        refresh_trial_record(os.path.join(workdir, t.name), t)
     failures, trained = [], [t.name for t in todo]
     if vmap_seeds:
         from cnnjax.training.run_identity import check_same_run
