@@ -299,13 +299,17 @@ def test_sigint_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(finished, tmp_
 
     monkeypatch.setattr(train_lib, "get_dataset", get_dataset)
     workdir = tmp_path / "w"
-    with pytest.raises(TrainingInterrupted) as info:
-        train_and_evaluate(tiny_config(), str(workdir))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not SIG_IGN)
+    try:
+        with pytest.raises(TrainingInterrupted) as info:
+            train_and_evaluate(tiny_config(), str(workdir))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     step = info.value.step
     assert info.value.signum == signal.SIGINT and str(info.value) == (
         f"interrupted at step {step}; rerun the same command to resume")
     assert 8 < step < 16 and step in checkpoint_steps(workdir) and not (workdir / "summary.json").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are restored
     monkeypatch.setattr(train_lib, "get_dataset", real_get_dataset)
     train_and_evaluate(tiny_config(), str(workdir))
     assert_same_run(workdir, reference)
