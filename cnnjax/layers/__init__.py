@@ -3,7 +3,7 @@
 from cnnjax.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, he_normal
 from cnnjax.layers.deform import DeformConv
 from cnnjax.layers.local import LocallyConnected
-from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, SumPool
+from cnnjax.layers.pooling import POOLING, AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, SumPool, pooling
 from cnnjax.layers.variants import (
     CONV_VARIANTS,
     STANDARD,
@@ -26,6 +26,8 @@ __all__ = [
     "SumPool",
     "GlobalAvgPool",
     "GlobalMaxPool",
+    "POOLING",
+    "pooling",
     "CONV_VARIANTS",
     "STANDARD",
     "ConvVariant",

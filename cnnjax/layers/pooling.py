@@ -71,3 +71,14 @@ class GlobalMaxPool(nn.Module):
     @names_the_layer
     def __call__(self, x):
         return ops.global_max_pool(x, self.keepdims)
+
+
+#: Pooling by name, for a model's ``pool`` argument (a module called like ``MaxPool(window, strides, padding)``).
+POOLING = {"max": MaxPool, "avg": AvgPool}
+
+
+def pooling(spec: str) -> type[nn.Module]:
+    """The pooling module named by ``spec`` ("max" or "avg")."""
+    if not isinstance(spec, str) or spec.strip().lower() not in POOLING:
+        raise ValueError(f"pool={spec!r} is unknown; allowed: {', '.join(POOLING)}")
+    return POOLING[spec.strip().lower()]

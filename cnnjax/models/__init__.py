@@ -4,12 +4,13 @@ Every model is called as ``model.apply(variables, images, train=bool)`` (NHWC fl
 float32 logits; models with BatchNorm keep its statistics in the ``batch_stats`` collection. Every model
 takes its convolution as ``conv=`` (a module factory, flax's ``ModuleDef``); ``get_model`` accepts a spec
 string there ("standard", "depthwise", "separable", "grouped:G", "dilated:D", "deformable", "deformable_v2",
-"locally_connected") and resolves it once with :func:`cnnjax.layers.conv_variant`.
+"locally_connected") and resolves it once with :func:`cnnjax.layers.conv_variant`. LeNet-5, the small CNN
+and the dilated CNN also take their pooling, ``pool=`` ("max", the default, or "avg"; :data:`cnnjax.layers.POOLING`).
 """
 
 from __future__ import annotations
 
-from cnnjax.layers import conv_variant
+from cnnjax.layers import conv_variant, pooling
 from cnnjax.models.dilated import DilatedCNN
 from cnnjax.models.inception import InceptionModule, SmallGoogLeNet
 from cnnjax.models.lenet import LeNet5, LeNet5Classic
@@ -31,10 +32,10 @@ MODELS = {
 
 
 def get_model(name: str, num_classes: int = 10, **kwargs):
-    """Build the model registered under ``name`` (see ``MODELS``); a ``conv`` spec string becomes its module factory.
+    """Build the model registered under ``name`` (see ``MODELS``); ``conv`` / ``pool`` spec strings become modules.
 
     Raises:
-      ValueError: unknown ``name``, ``num_classes`` not a positive int, or a bad ``conv`` spec.
+      ValueError: unknown ``name``, ``num_classes`` not a positive int, or a bad ``conv`` / ``pool`` spec.
       TypeError: a keyword argument the model does not take.
     """
     if name not in MODELS:
@@ -43,6 +44,8 @@ def get_model(name: str, num_classes: int = 10, **kwargs):
         raise ValueError(f"num_classes={num_classes!r} must be a positive int (the number of output classes)")
     if "conv" in kwargs and not callable(kwargs["conv"]):  # a spec string (anything else gets its error)
         kwargs["conv"] = conv_variant(kwargs["conv"])
+    if "pool" in kwargs and not callable(kwargs["pool"]):  # "max" / "avg"
+        kwargs["pool"] = pooling(kwargs["pool"])
     try:
         return MODELS[name](num_classes=num_classes, **kwargs)
     except TypeError as e:

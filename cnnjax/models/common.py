@@ -18,13 +18,14 @@ import flax.linen as nn
 import jax
 
 
-def require_module_def(conv, model: str) -> None:
-    """A model's ``conv`` must be a module factory; a spec string is resolved by ``get_model``, not here."""
-    if isinstance(conv, str) or not callable(conv):
-        raise TypeError(
-            f"{model}: conv={conv!r} must be a module factory such as cnnjax.layers.conv_variant({str(conv)!r}); "
-            "get_model(name, conv='grouped:2') resolves spec strings"
-        )
+def require_module_defs(model: str, **module_defs) -> None:
+    """A model's ``conv`` / ``pool`` must be module factories; spec strings are resolved by ``get_model``, not here."""
+    for field, value in module_defs.items():
+        if isinstance(value, str) or not callable(value):
+            raise TypeError(
+                f"{model}: {field}={value!r} must be a module factory, not a spec; "
+                f"get_model({model!r}, {field}={value!r}) resolves spec strings"
+            )
 
 
 def batch_norm(train: bool, dtype: Any = None, name: str | None = None, **kwargs) -> nn.BatchNorm:

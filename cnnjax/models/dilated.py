@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from cnnjax.layers import MaxPool, ModuleDef, conv_variant
-from cnnjax.models.common import check_input, require_module_def
+from cnnjax.models.common import check_input, require_module_defs
 
 #: The seed's convolution: 3x3, dilation 2.
 SEED_CONV = conv_variant("dilated:2")
@@ -60,6 +60,7 @@ class DilatedCNN(nn.Module):
 
     num_classes: int = 10
     conv: ModuleDef = SEED_CONV
+    pool: ModuleDef = MaxPool  # the seed's 3x3/2 max-pooling (padding 1)
     conv_stem: bool = True
     widths: tuple[int, int] = (32, 64)
     dtype: Any = jnp.float32
@@ -67,14 +68,14 @@ class DilatedCNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         del train
-        require_module_def(self.conv, "dilated_cnn")
+        require_module_defs("dilated_cnn", conv=self.conv, pool=self.pool)
         check_input(x, "dilated_cnn", 1)
         x = x.astype(self.dtype)
         stem = self.conv if self.conv_stem else SEED_CONV
         x = nn.relu(stem(self.widths[0], 3, padding="SAME", dtype=self.dtype, name="conv1")(x))
-        x = MaxPool(3, 2, 1, name="pool1")(x)
+        x = self.pool(3, 2, 1, name="pool1")(x)
         x = nn.relu(self.conv(self.widths[1], 3, padding="SAME", dtype=self.dtype, name="conv2")(x))
-        x = MaxPool(3, 2, 1, name="pool2")(x)
+        x = self.pool(3, 2, 1, name="pool2")(x)
         x = x.reshape(x.shape[0], -1)
         z = nn.Dense(self.num_classes, kernel_init=nn.initializers.xavier_uniform(), dtype=self.dtype, name="output")(x)
         return z.astype(jnp.float32)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax.layers import STANDARD, GlobalAvgPool, MaxPool, ModuleDef
-from cnnjax.models.common import batch_norm, check_input, require_module_def
+from cnnjax.models.common import batch_norm, check_input, require_module_defs
 
 
 class InceptionModule(nn.Module):
@@ -76,7 +76,7 @@ class SmallGoogLeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        require_module_def(self.conv, "inception")
+        require_module_defs("inception", conv=self.conv)
         for i, block in enumerate(self.blocks):
             if block != "M" and not (isinstance(block, Sequence) and len(block) == 6):
                 raise ValueError(

@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnjax.layers import STANDARD, AvgPool, MaxPool, ModuleDef, he_normal
 from cnnjax.layers.partial import LENET5_C3_TABLE, PartialConv, validate_table
-from cnnjax.models.common import check_input, min_input_size, require_module_def
+from cnnjax.models.common import check_input, min_input_size, require_module_defs
 
 
 class LeNet5(nn.Module):
@@ -24,7 +24,8 @@ class LeNet5(nn.Module):
 
     61,706 parameters for 28x28x1 input and 10 classes. Returns float32 logits (softmax is in the loss).
     Minimum input 12x12 (with the standard conv; a dilated conv2 needs more, which conv2 itself reports).
-    ``conv`` (a :data:`cnnjax.layers.ModuleDef`) builds conv2, and conv1 too with ``conv_stem``.
+    ``conv`` (a :data:`cnnjax.layers.ModuleDef`) builds conv2, and conv1 too with ``conv_stem``; ``pool``
+    (``MaxPool``, or e.g. ``AvgPool``) is the 2x2 subsampling after each conv.
     ``dropout`` > 0 drops that fraction of the inputs of fc1, fc2 and the logits layer while training
     (no parameters; 0, the default, is the plain network).
     """
@@ -32,6 +33,7 @@ class LeNet5(nn.Module):
     num_classes: int = 10
     conv: ModuleDef = STANDARD
     conv_stem: bool = False
+    pool: ModuleDef = MaxPool
     dropout: float = 0.0
     dtype: Any = jnp.float32
 
@@ -42,14 +44,14 @@ class LeNet5(nn.Module):
     def __call__(self, x, train: bool = False):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"lenet5: dropout={self.dropout!r} must be in [0, 1)")
-        require_module_def(self.conv, "lenet5")
+        require_module_defs("lenet5", conv=self.conv, pool=self.pool)
         check_input(x, "lenet5", self.MIN_INPUT_SIZE)
         x = x.astype(self.dtype)
         stem = self.conv if self.conv_stem else STANDARD
         x = nn.relu(stem(6, 5, padding="SAME", dtype=self.dtype, name="conv1")(x))
-        x = MaxPool(2, name="pool1")(x)
+        x = self.pool(2, name="pool1")(x)
         x = nn.relu(self.conv(16, 5, padding="VALID", dtype=self.dtype, name="conv2")(x))
-        x = MaxPool(2, name="pool2")(x)
+        x = self.pool(2, name="pool2")(x)
         x = x.reshape(x.shape[0], -1)
         drop = nn.Dropout(self.dropout, deterministic=not train) if self.dropout > 0 else (lambda v: v)
         x = nn.relu(nn.Dense(120, kernel_init=he_normal, dtype=self.dtype, name="fc1")(drop(x)))
@@ -162,7 +164,7 @@ class LeNet5Classic(nn.Module):
     def __call__(self, x, train: bool = False):
         del train
         table = self.table()
-        require_module_def(self.conv, "lenet5_classic")
+        require_module_defs("lenet5_classic", conv=self.conv)
         check_input(x, "lenet5_classic", 1, 32)
         x = x.astype(self.dtype)
         h, w = x.shape[1:3]

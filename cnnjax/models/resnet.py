@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax.layers import STANDARD, GlobalAvgPool, MaxPool, ModuleDef
-from cnnjax.models.common import batch_norm, check_input, require_module_def
+from cnnjax.models.common import batch_norm, check_input, require_module_defs
 
 kaiming_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -123,7 +123,7 @@ class ResNet(nn.Module):
                 f"{name}: stage_sizes={tuple(self.stage_sizes)} and widths={tuple(self.widths)} "
                 "must have the same length"
             )
-        require_module_def(self.conv, name)
+        require_module_defs(name, conv=self.conv)
 
     @nn.compact
     def __call__(self, x, train: bool = False):

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax.layers import STANDARD, GlobalAvgPool, MaxPool, ModuleDef
-from cnnjax.models.common import batch_norm, check_input, require_module_def
+from cnnjax.models.common import batch_norm, check_input, require_module_defs
 
 #: Heads between the last stage and the classifier.
 HEADS = ("gap", "flatten")
@@ -30,6 +30,7 @@ class SmallCNN(nn.Module):
     convs_per_stage: int = 2
     dropout: float = 0.1
     conv: ModuleDef = STANDARD  # every conv but the first (which sees the image)
+    pool: ModuleDef = MaxPool  # the 2x2 subsampling after each stage
     head: str = "gap"
     dtype: Any = jnp.float32
 
@@ -37,7 +38,7 @@ class SmallCNN(nn.Module):
     def __call__(self, x, train: bool = False):
         if self.head not in HEADS:
             raise ValueError(f"small_cnn: head={self.head!r} is unknown; allowed: {', '.join(HEADS)}")
-        require_module_def(self.conv, "small_cnn")
+        require_module_defs("small_cnn", conv=self.conv, pool=self.pool)
         check_input(x, "small_cnn", min_size=2 ** len(self.widths))
         x = x.astype(self.dtype)
         for s, width in enumerate(self.widths):
@@ -45,7 +46,7 @@ class SmallCNN(nn.Module):
                 make = STANDARD if (s == 0 and i == 0) else self.conv
                 x = make(width, 3, use_bias=False, dtype=self.dtype, name=f"conv{s}_{i}")(x)
                 x = nn.relu(batch_norm(train, self.dtype, name=f"bn{s}_{i}")(x))
-            x = MaxPool(2)(x)
+            x = self.pool(2)(x)
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = GlobalAvgPool()(x) if self.head == "gap" else x.reshape(x.shape[0], -1)
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x).astype(jnp.float32)

@@ -159,6 +159,14 @@ def test_pooling_modules():
     assert layers.GlobalMaxPool(keepdims=True).apply({}, x).shape == (2, 1, 1, 3)
 
 
+def test_pooling_by_name():
+    assert layers.pooling("max") is layers.MaxPool and layers.pooling(" AVG ") is layers.AvgPool
+    assert set(layers.POOLING) == {"max", "avg"}
+    for bad in ("min", "", None):
+        with pytest.raises(ValueError, match=f"^pool={bad!r} is unknown; allowed: max, avg$"):
+            layers.pooling(bad)
+
+
 def test_layers_in_a_jitted_train_step():
     """A layer works under jit + grad (the way models use it)."""
     m = layers.SeparableConv(4, 3)

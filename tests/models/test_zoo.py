@@ -98,7 +98,7 @@ SMALL = {
     "resnet18": ({"stem": "cifar", "widths": (4, 8), "stage_sizes": (1, 1), "stem_width": 4}, (2, 12, 12, 1)),
     "resnet50": ({"widths": (2, 4), "stage_sizes": (1, 1), "stem_width": 4}, (2, 16, 16, 3)),
     "resnet20": ({"stage_sizes": (1, 1, 1)}, (2, 8, 8, 3)),
-    "inception": ({"stem_width": 8, "blocks": ((4, 2, 4, 2, 4, 4), "M", (4, 2, 4, 2, 4, 4))}, (2, 12, 12, 1)),
+    "inception": ({"stem_width": 8, "blocks": ((4, 2, 4, 2, 4, 4), "M")}, (2, 12, 12, 1)),
     "dilated_cnn": ({"widths": (4, 8)}, (2, 12, 12, 1)),
     "transfer": ({"backbone": "resnet20", "backbone_kwargs": {"stage_sizes": (1, 1, 1)}}, (2, 8, 8, 3)),
     "small_cnn": ({"widths": (4, 8)}, (2, 12, 12, 1)),
@@ -340,7 +340,7 @@ def test_get_model_resolves_the_spec_once_and_takes_a_module_factory():
     assert get_model("lenet5", conv="grouped:2").conv == conv_variant("grouped:2")
     direct = abstract_init(get_model("lenet5", conv=functools.partial(Conv, groups=2)), (1, 28, 28, 1))
     assert param_shapes(direct) == param_shapes(abstract_init(get_model("lenet5", conv="grouped:2"), (1, 28, 28, 1)))
-    with pytest.raises(TypeError, match=r"lenet5: conv='grouped:2' must be a module factory"):
+    with pytest.raises(TypeError, match=r"lenet5: conv='grouped:2' must be a module factory, not a spec"):
         abstract_init(LeNet5(conv="grouped:2"), (1, 28, 28, 1))
     with pytest.raises(ValueError, match="backbone_kwargs must not set 'conv'"):
         abstract_init(get_model("transfer", backbone="resnet20", backbone_kwargs={"conv": "grouped:2"}), (1, 8, 8, 3))
@@ -526,3 +526,23 @@ def test_lenet5_dropout_adds_no_parameters_and_acts_only_in_training():
     assert not np.allclose(dropped, plain)
     with pytest.raises(ValueError, match=r"lenet5: dropout=1.0 must be in \[0, 1\)"):
         abstract_init(get_model("lenet5", dropout=1.0), x.shape)
+
+
+def test_pool_switch_on_lenet5_is_2x2_average_pooling():
+    model = get_model("lenet5", pool="avg")
+    x = jax.random.uniform(KEY, (2, 28, 28, 1))
+    variables = random_variables(model, x.shape)
+    assert count_params(variables["params"]) == 61_706  # pooling has no parameters
+
+    @jax.jit
+    def run(variables, x):
+        _, inter = model.apply(variables, x, capture_intermediates=True)
+        return inter["intermediates"]["conv1"]["__call__"][0], inter["intermediates"]["pool1"]["__call__"][0]
+
+    conv1, pool1 = (np.asarray(a) for a in run(variables, x))
+    relu = np.maximum(conv1, 0)  # (2, 28, 28, 6): the mean of each 2x2 block
+    np.testing.assert_allclose(pool1, relu.reshape(2, 14, 2, 14, 2, 6).mean(axis=(2, 4)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"^pool='min' is unknown; allowed: max, avg$"):
+        get_model("lenet5", pool="min")
+    with pytest.raises(TypeError, match=r"small_cnn: pool='avg' must be a module factory, not a spec"):
+        abstract_init(MODELS["small_cnn"](pool="avg"), (1, 28, 28, 1))
