@@ -7,7 +7,7 @@ Contestants, timed interleaved in one process on Fashion-MNIST (60,000 training 
 
 * ``host: shuffle + gather``: ``cnnjax.data.train_batches`` alone (uint8 batches in host memory).
 * ``pipeline + standard augmentation``: the same batches moved to the device, scaled to [0, 1] and
-  augmented by ``make_augmentation(standard_augment_config())`` under ``jax.jit`` (the issue's "default
+  augmented by ``make_augmentation(augment_config("standard"))`` under ``jax.jit`` (the issue's "default
   augmentations": flip, rotation +-10 deg, shift +-2 px, zoom 0.9-1.1 per axis, brightness, contrast,
   random erasing).
 * ``pipeline + all augmentations``: every transform on (adds vertical flip, blur, sharpen, noise).
@@ -34,9 +34,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from benchmarks.harness import interleaved, machine_info, write_json
-from cnnjax.data.augment import all_augment_config, make_augmentation, standard_augment_config
+from cnnjax.data.augment import make_augmentation
 from cnnjax.data.pipeline import train_batches
 from cnnjax.data.sources import get_dataset
+from configs._base import augment_config
 
 BATCH = 128
 TRAIN_STEP = "LeNet-5 train step"
@@ -86,7 +87,7 @@ def run(quick: bool = False) -> list[dict]:
 
     host_iter = _forever(source, BATCH)
     aug_iters = {"standard": _forever(source, BATCH, seed=1), "all": _forever(source, BATCH, seed=2)}
-    aug_fns = {"standard": _augment_fn(standard_augment_config()), "all": _augment_fn(all_augment_config())}
+    aug_fns = {"standard": _augment_fn(augment_config("standard")), "all": _augment_fn(augment_config("all"))}
     key = jax.random.PRNGKey(0)
     counter = itertools.count()
 
@@ -98,7 +99,7 @@ def run(quick: bool = False) -> list[dict]:
     cycle = itertools.cycle(device_batches)
     holder = {}
     holder["plain"], plain_step = _lenet_step(source.image_shape)
-    std_aug = make_augmentation(standard_augment_config())
+    std_aug = make_augmentation(augment_config("standard"))
     holder["fused"], fused_step = _lenet_step(source.image_shape, augment=std_aug)
 
     def train_plain():

@@ -10,7 +10,7 @@ Results: ``DIR/results.md`` (mean ± std per variant), ``results.csv``, ``accura
 """
 
 from configs import _hyper as hyper
-from configs._base import base_config, runlocal
+from configs._base import base_config, parse_arg, runlocal
 
 VARIANTS = ("standard", "depthwise", "separable", "grouped:2", "dilated:2", "deformable", "deformable_v2",
             "locally_connected")
@@ -24,10 +24,7 @@ def get_config(arg=None):
     config.progress_bar = False
     config.tensorboard = False
     config.sweep = hyper.product(hyper.sweep("model.kwargs.conv", VARIANTS), hyper.seeds(3))
-    if arg == "runlocal":
+    if parse_arg(arg, "conv_ablation", runlocal=False).runlocal:
         runlocal(config)
         config.sweep = hyper.product(hyper.sweep("model.kwargs.conv", ("standard", "dilated:2")), hyper.seeds(2))
-        return config
-    if arg not in (None, ""):
-        raise ValueError(f"config argument {arg!r} is unknown for conv_ablation; allowed: runlocal")
     return config

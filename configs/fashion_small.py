@@ -6,7 +6,7 @@ Goal: >= 0.930 test accuracy (the published table's best entry under 100K parame
 README reports what was measured, with the wall time.
 """
 
-from configs._base import base_config, runlocal
+from configs._base import base_config, parse_arg, runlocal
 
 
 def get_config(arg=None):
@@ -27,8 +27,6 @@ def get_config(arg=None):
     config.augment.hflip = True
     config.ema_decay = 0.999
     config.eval_with_ema = True
-    if arg == "runlocal":
-        return runlocal(config)
-    if arg not in (None, ""):
-        raise ValueError(f"config argument {arg!r} is unknown for fashion_small; allowed: runlocal")
+    if parse_arg(arg, "fashion_small", runlocal=False).runlocal:
+        runlocal(config)
     return config

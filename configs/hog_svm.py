@@ -13,7 +13,7 @@ and epoch fields of the base config are not used by this trainer.
 
 import ml_collections
 
-from configs._base import base_config, runlocal
+from configs._base import base_config, parse_arg, runlocal
 
 
 def get_config(arg=None):
@@ -33,8 +33,6 @@ def get_config(arg=None):
     config.classic.gamma = 0.0  # 0: scikit-learn's 'scale'; else gamma = value / number of features
     config.classic.pca_components = 100  # 0: no PCA before the classifier
     config.classic.n_components = 2000  # nystroem_svm only: size of the approximate kernel map
-    if arg == "runlocal":
-        return runlocal(config)
-    if arg not in (None, ""):
-        raise ValueError(f"config argument {arg!r} is unknown for hog_svm; allowed: runlocal")
+    if parse_arg(arg, "hog_svm", runlocal=False).runlocal:
+        runlocal(config)
     return config

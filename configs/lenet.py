@@ -12,7 +12,7 @@ decoupled weight decay 0.05), label smoothing 0.1, random horizontal flips (clot
 symmetric; shifts made it underfit), and evaluation with an exponential moving average of the weights.
 """
 
-from configs._base import base_config, runlocal
+from configs._base import base_config, parse_arg, runlocal
 
 
 def get_config(arg=None):
@@ -29,8 +29,6 @@ def get_config(arg=None):
     config.augment.hflip = True
     config.ema_decay = 0.999
     config.eval_with_ema = True
-    if arg == "runlocal":
-        return runlocal(config)
-    if arg not in (None, ""):
-        raise ValueError(f"config argument {arg!r} is unknown for lenet; allowed: runlocal")
+    if parse_arg(arg, "lenet", runlocal=False).runlocal:
+        runlocal(config)
     return config

@@ -11,7 +11,7 @@ Smoke test (2 points x 2 seeds, seconds each):  python -m experiments.sweep --co
 """
 
 from configs import _hyper as hyper
-from configs._base import base_config, runlocal
+from configs._base import base_config, parse_arg, runlocal
 
 OPTIMIZERS = ("adam", "sgd")
 LEARNING_RATES = (0.001, 0.01, 0.1)
@@ -26,11 +26,8 @@ def get_config(arg=None):
     config.tensorboard = False
     config.sweep = hyper.product(hyper.sweep("optimizer.name", OPTIMIZERS),
                                  hyper.sweep("optimizer.learning_rate", LEARNING_RATES), hyper.seeds(3))
-    if arg == "runlocal":
+    if parse_arg(arg, "optimizer_sweep", runlocal=False).runlocal:
         runlocal(config)
         config.sweep = hyper.product(hyper.zip(hyper.sweep("optimizer.name", OPTIMIZERS),
                                                hyper.sweep("optimizer.learning_rate", (0.001, 0.1))), hyper.seeds(2))
-        return config
-    if arg not in (None, ""):
-        raise ValueError(f"config argument {arg!r} is unknown for optimizer_sweep; allowed: runlocal")
     return config

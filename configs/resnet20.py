@@ -5,7 +5,7 @@ Smoke test:  python -m experiments.run --config=resnet20:runlocal
 Goal: >= 0.945 test accuracy (the published table has ResNet-18 at 0.949). Best run on a GPU.
 """
 
-from configs._base import base_config, runlocal
+from configs._base import base_config, parse_arg, runlocal
 
 
 def get_config(arg=None):
@@ -23,8 +23,6 @@ def get_config(arg=None):
     config.optimizer.warmup_epochs = 1
     config.augment.hflip = True
     config.augment.shift_pixels = 2
-    if arg == "runlocal":
-        return runlocal(config)
-    if arg not in (None, ""):
-        raise ValueError(f"config argument {arg!r} is unknown for resnet20; allowed: runlocal")
+    if parse_arg(arg, "resnet20", runlocal=False).runlocal:
+        runlocal(config)
     return config

@@ -5,15 +5,17 @@ Command (the weights are a torchvision ResNet-50 state_dict file you supply; not
   python -m experiments.run --config=resnet50_transfer:/data/cats_and_dogs \\
       --config.init_from=/weights/resnet50-0676ba61.pth --workdir=runs/transfer
 The folder argument sets ``dataset.name='folder:PATH'``; 20% of each class is held out for validation
-(and is the test set unless ``--config.dataset.test_dir=FOLDER`` is given).
+(and is the test set unless ``--config.dataset.test_dir=FOLDER`` is given). Smoke test:
+``--config=resnet50_transfer:/data/cats_and_dogs,runlocal``.
 """
 
-from configs._base import base_config
+from configs._base import base_config, parse_arg, runlocal
 
 
 def get_config(arg=None):
+    args = parse_arg(arg, "resnet50_transfer", positional="folder", folder="", runlocal=False)
     config = base_config()
-    config.dataset.name = f"folder:{arg}" if arg else "folder:"
+    config.dataset.name = f"folder:{args.folder}"
     config.dataset.target_size = (224, 224)
     config.dataset.interpolation = "bilinear"
     config.dataset.validation_split = 0.2
@@ -29,4 +31,6 @@ def get_config(arg=None):
     config.augment.hflip = True
     config.augment.rotation_degrees = 10.0
     config.augment.zoom = (0.9, 1.1)
+    if args.runlocal:
+        runlocal(config)
     return config

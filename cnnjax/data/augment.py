@@ -3,8 +3,8 @@
 Seed 003 augments the *training* images only (rotation, flips, brightness/contrast, stretch/compress,
 blur/sharpen, noise); validation and test images are never touched. Here:
 
-- ``default_augment_config()`` gives the ``config.augment`` ConfigDict with every transform off;
-  ``standard_augment_config()`` a light preset for 28x28 clothing/digit images.
+- ``config.augment`` (its fields and defaults: ``configs/_base.py``'s ``augment_config()``, every transform
+  off; ``augment_config("standard")`` a light preset for 28x28 clothing/digit images).
 - ``make_augmentation(config)`` returns ``augment(key, images) -> images`` for float images
   ``(B, H, W, C)`` in ``[0, 1]`` (or ``None`` when every transform is off). It splits ``key`` into one
   key per image and ``jax.vmap``s the per-image chain, so every image gets its own draw. It is pure and
@@ -25,83 +25,17 @@ from collections.abc import Callable
 import dm_pix as pix
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 FILL_MODES = ("nearest", "constant")
 ERASE_FILLS = ("random", "zero")
 
 
-def default_augment_config() -> ml_collections.ConfigDict:
-    """``config.augment`` with every transform off (``make_augmentation`` then returns None).
-
-    Fields (all per image, drawn independently):
-      hflip, vflip: flip left-right / up-down with probability 1/2.
-      rotation_degrees: angle ~ U(-d, d) degrees.
-      shift_pixels: translation ~ U(-s, s) pixels along each axis.
-      zoom: ``(lo, hi)``: scale factors ~ U(lo, hi), drawn *independently* for height and width
-        (stretch/compress); ``> 1`` enlarges the content. ``(1, 1)`` is off. ``zoom_keep_aspect``: one
-        factor for both axes.
-      fill_mode, fill_value: how the warp fills pixels from outside the image ("nearest" edge pixel,
-        like Keras, or "constant" ``fill_value``).
-      brightness: delta ~ U(-b, b) added to every pixel.
-      contrast: factor ~ U(1 - c, 1 + c) applied around each channel's mean.
-      blur_prob, blur_sigma: with that probability a Gaussian blur, sigma ~ U(blur_sigma).
-      sharpen_prob, sharpen_strength: with that probability ``x + a (K*x - x)`` with the seeds' 3x3
-        sharpen kernel K and ``a ~ U(sharpen_strength)`` (``a = 1`` is exactly K).
-      noise_std: additive Gaussian noise N(0, noise_std^2).
-      erase_prob, erase_area, erase_ratio, erase_fill: random erasing (Zhong et al. 2017): with that
-        probability a rectangle with area fraction ~ U(erase_area) and aspect ratio ~ logU(erase_ratio)
-        is filled with uniform noise at 8-bit resolution ("random", ``uniform_bytes``) or zeros ("zero").
-    """
-    c = ml_collections.ConfigDict()
-    c.hflip = False
-    c.vflip = False
-    c.rotation_degrees = 0.0
-    c.shift_pixels = 0.0
-    c.zoom = (1.0, 1.0)
-    c.zoom_keep_aspect = False
-    c.fill_mode = "nearest"
-    c.fill_value = 0.0
-    c.brightness = 0.0
-    c.contrast = 0.0
-    c.blur_prob = 0.0
-    c.blur_sigma = (0.5, 1.2)
-    c.sharpen_prob = 0.0
-    c.sharpen_strength = (0.3, 1.0)
-    c.noise_std = 0.0
-    c.erase_prob = 0.0
-    c.erase_area = (0.02, 0.2)
-    c.erase_ratio = (0.3, 3.3)
-    c.erase_fill = "random"
-    return c
-
-
-def standard_augment_config() -> ml_collections.ConfigDict:
-    """A light preset for small grayscale images (Fashion-MNIST): the benchmark's "default augmentations".
-
-    Horizontal flip, rotation +-10 degrees, shift +-2 px, zoom 0.9..1.1 per axis, brightness +-0.1,
-    contrast +-10%, random erasing with probability 0.25.
-    """
-    c = default_augment_config()
-    c.hflip = True
-    c.rotation_degrees = 10.0
-    c.shift_pixels = 2.0
-    c.zoom = (0.9, 1.1)
-    c.brightness = 0.1
-    c.contrast = 0.1
-    c.erase_prob = 0.25
-    return c
-
-
-def all_augment_config() -> ml_collections.ConfigDict:
-    """Every transform on (for the grid picture and the worst-case benchmark)."""
-    c = standard_augment_config()
-    c.vflip = True
-    c.blur_prob = 0.3
-    c.sharpen_prob = 0.3
-    c.noise_std = 0.03
-    return c
+# The fields of ``config.augment``. Their defaults and meaning are written once, in ``configs/_base.py``
+# (``augment_config()``, also the "standard"/"all" presets); this module reads a complete config and checks it.
+AUGMENT_FIELDS = ("hflip", "vflip", "rotation_degrees", "shift_pixels", "zoom", "zoom_keep_aspect", "fill_mode",
+                  "fill_value", "brightness", "contrast", "blur_prob", "blur_sigma", "sharpen_prob",
+                  "sharpen_strength", "noise_std", "erase_prob", "erase_area", "erase_ratio", "erase_fill")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -283,12 +217,13 @@ def _as_range(name, value):
 
 
 def _settings(config) -> dict:
-    defaults = default_augment_config().to_dict()
-    given = dict(config.to_dict() if hasattr(config, "to_dict") else dict(config))
-    unknown = sorted(set(given) - set(defaults))
+    s = dict(config.to_dict() if hasattr(config, "to_dict") else dict(config))
+    unknown = sorted(set(s) - set(AUGMENT_FIELDS))
     if unknown:
-        raise ValueError(f"augment has unknown field(s) {unknown}; allowed: {', '.join(defaults)}")
-    s = {**defaults, **given}
+        raise ValueError(f"augment has unknown field(s) {unknown}; allowed: {', '.join(AUGMENT_FIELDS)}")
+    missing = [name for name in AUGMENT_FIELDS if name not in s]
+    if missing:
+        raise ValueError(f"augment is missing field(s) {missing}; start from configs._base.augment_config()")
     for name in _RANGE_FIELDS:
         s[name] = _as_range(name, s[name])
     for name in ("rotation_degrees", "shift_pixels", "brightness", "contrast", "noise_std"):
@@ -326,8 +261,8 @@ def _is_off(s) -> bool:
 def make_augmentation(config) -> Callable[[jax.Array, jax.Array], jax.Array] | None:
     """``augment(key, images)`` for float images ``(B, H, W, C)`` in [0, 1], or None if all is off.
 
-    ``config`` is a ConfigDict (or dict) with the fields of ``default_augment_config()``; missing fields
-    take their default. Invalid values raise ``ValueError`` here, before any tracing. Every image gets its
+    ``config`` is a ConfigDict (or dict) with every field of ``AUGMENT_FIELDS`` (``configs/_base.py``'s
+    ``augment_config()`` and the run's overrides). Invalid values raise ``ValueError`` here, before any tracing. Every image gets its
     own key (``jax.random.split(key, B)``) and so its own draw of every random parameter.
     """
     s = _settings(config)

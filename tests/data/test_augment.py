@@ -15,6 +15,7 @@ from PIL import Image
 
 from cnnjax.data import augment as A
 from cnnjax.data.sources import ArraySource
+from configs._base import augment_config
 from tests.conftest import REPO_ROOT
 
 
@@ -23,7 +24,7 @@ def _images(b=6, h=12, w=10, c=3, seed=0):
 
 
 def _config(**kw):
-    c = A.default_augment_config()
+    c = augment_config()
     c.update(kw)
     return c
 
@@ -34,7 +35,7 @@ _warp = jax.jit(A.affine_warp, static_argnames=("fill_mode",))
 @functools.cache
 def _jitted(name):
     """Compiled augmentations shared by the tests (compiling the full chain costs seconds of CPU)."""
-    configs = {"standard": A.standard_augment_config(), "all": A.all_augment_config()}
+    configs = {"standard": augment_config("standard"), "all": augment_config("all")}
     return jax.jit(A.make_augmentation(configs[name]))
 
 
@@ -43,9 +44,10 @@ def _aug(**kw):
 
 
 def test_everything_off_gives_none():
-    assert A.make_augmentation(A.default_augment_config()) is None
-    assert A.make_augmentation({}) is None
-    assert A.make_augmentation({"zoom": 0}) is None  # a number z means (1 - z, 1 + z)
+    assert A.make_augmentation(augment_config()) is None
+    assert A.make_augmentation({**augment_config().to_dict(), "zoom": 0}) is None  # a number z means (1 - z, 1 + z)
+    with pytest.raises(ValueError, match=r"augment is missing field\(s\) \['hflip'"):
+        A.make_augmentation({})
 
 
 @settings(max_examples=15, deadline=None)
@@ -244,7 +246,7 @@ def test_bfloat16_input_keeps_dtype():
 ])
 def test_bad_config_is_rejected_before_tracing(kw, match):
     with pytest.raises(ValueError, match=match):
-        A.make_augmentation({**A.default_augment_config().to_dict(), **kw})
+        A.make_augmentation({**augment_config().to_dict(), **kw})
 
 
 def test_wrong_rank_images():

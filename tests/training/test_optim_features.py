@@ -168,12 +168,13 @@ def test_evaluation_never_augments(synthetic_run):
 
 
 def test_train_step_applies_the_augmentation():
-    from cnnjax.data.augment import default_augment_config, make_augmentation
+    from cnnjax.data.augment import make_augmentation
+    from configs._base import augment_config
 
     ds = synthetic_dataset(num_train=128)
     batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
     state = create_train_state(_config(), get_model("lenet5"), (28, 28, 1), total_steps=1)
-    aug_config = default_augment_config()
+    aug_config = augment_config()
     aug_config.hflip, aug_config.noise_std = True, 0.2
     augment = make_augmentation(aug_config)
     plain, m_plain = train_step(state, batch)  # eager: compiling the whole augmented step costs more here
