@@ -87,5 +87,6 @@ def load_pretrained(state, path: str):
     else:
         params = graft(params, source["params"], "params")
         stats = graft(stats, source["batch_stats"], "batch_stats") if stats else stats
-    ema = params if state.ema_params is not None else None
+    # the EMA starts as a copy, not the same buffers: the train step donates the state, each buffer only once
+    ema = jax.tree_util.tree_map(jax.numpy.copy, params) if state.ema_params is not None else None
     return state.replace(params=params, batch_stats=stats, ema_params=ema)
