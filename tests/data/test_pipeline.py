@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cnnjax.data.pipeline import eval_batches, train_batches
+from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
 from cnnjax.data.sources import ArraySource
 
 
@@ -54,6 +54,15 @@ def test_eval_batches_hand_out_the_stored_pixels():
     batches = list(eval_batches(src, 10))
     assert all(b["image"].dtype == np.uint8 for b in batches)
     np.testing.assert_array_equal(np.concatenate([b["image"][b["mask"] > 0] for b in batches]), images)
+
+
+@pytest.mark.parametrize("n, batch, count", [(103, 10, 1), (100, 6, 2), (61, 4, 3)])
+def test_steps_per_epoch_is_the_number_of_batches_each_process_gets(n, batch, count):
+    expected = (n // count) // batch  # the last partial batch dropped
+    assert steps_per_epoch(n, batch, count) == expected
+    for p in range(count):
+        got = list(train_batches(_source(n), batch, seed=0, epoch=0, process_index=p, process_count=count))
+        assert len(got) == expected
 
 
 def test_batch_size_larger_than_data():

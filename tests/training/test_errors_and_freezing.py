@@ -76,8 +76,9 @@ def transfer_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("transfer")
     source = root / "source"
     train_and_evaluate(synthetic_config(**{"model.name": "resnet20", "checkpoint_every_steps": 0}), str(source))
+    # an EMA kept but not evaluated (eval_with_ema=False): the test numbers must be the trained weights'
     c = synthetic_config(**{"model.name": "transfer", "frozen": ("backbone",), "init_from": str(source),
-                            "checkpoint_every_steps": 0})
+                            "checkpoint_every_steps": 0, "ema_decay": 0.5, "eval_with_ema": False})
     c.model.kwargs.backbone = "resnet20"
     target = root / "transfer"
     summary = train_and_evaluate(c, str(target))
@@ -118,6 +119,33 @@ def test_transfer_from_own_checkpoint_loads_backbone_and_keeps_it_frozen(transfe
         src = {k: v for k, v in pretrained[name].items() if k in final[name]["backbone"]}
         same = jax.tree_util.tree_map(np.array_equal, src, final[name]["backbone"])
         assert set(src) == set(final[name]["backbone"]) and all(jax.tree_util.tree_leaves(same))
+
+
+def test_without_eval_with_ema_the_trained_weights_are_evaluated(transfer_runs):
+    """The transfer run keeps an EMA (decay 0.5) but ``eval_with_ema=False``: its test loss is that of the
+    trained weights on the test set, not the EMA's (which differs)."""
+    import orbax.checkpoint as ocp
+
+    from cnnjax.data.sources import get_dataset
+    from cnnjax.training.steps import cross_entropy
+    from cnnjax.training.train import build_model
+
+    c, _, target, summary = transfer_runs
+    latest = target / "checkpoints" / "latest"
+    final = ocp.StandardCheckpointer().restore(str(latest / max((d.name for d in latest.iterdir() if d.name.isdigit()),
+                                                                key=int) / "state"))
+    test = get_dataset(c.dataset).test
+    batch = test.get_batch(np.arange(len(test)))
+    model = build_model(c, 10)
+
+    @jax.jit
+    def mean_loss(params):
+        logits = model.apply({"params": params, "batch_stats": final["batch_stats"]},
+                             batch["image"].astype(np.float32) / 255.0, train=False)
+        return cross_entropy(logits, batch["label"]).mean()
+
+    np.testing.assert_allclose(summary["test_loss"], float(mean_loss(final["params"])), rtol=1e-5)
+    assert abs(float(mean_loss(final["ema_params"])) - summary["test_loss"]) > 1e-4
 
 
 def test_init_from_bad_path(tmp_path):

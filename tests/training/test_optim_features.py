@@ -181,4 +181,25 @@ def test_train_step_applies_the_augmentation():
     augmented, m_aug = train_step(state, batch, augment_fn=augment)
     assert float(m_plain["loss"]) != float(m_aug["loss"])
     again, m_again = train_step(state, batch, augment_fn=augment)
-    assert float(m_aug["loss"]) == float(m_again["loss"])  # the draw is a function of (rng, step)
+    assert float(m_aug["loss"]) == float(m_again["loss"])  # the draw is a function of (rng, step) ...
+    _, m_next = train_step(state.replace(step=state.step + 1), batch, augment_fn=augment)
+    assert float(m_next["loss"]) != float(m_aug["loss"])  # ... so the same weights at the next step see another
+
+
+def test_eval_step_sums_only_the_valid_examples_and_counts_top_k():
+    """eval_step: loss and top-k hits summed over the examples with mask 1, against NumPy on the logits."""
+    ds = synthetic_dataset(num_train=64, num_test=64)
+    state = create_train_state(_config(), get_model("lenet5"), (28, 28, 1), total_steps=1)
+    batch = next(eval_batches(ds.test, 64))
+    batch["mask"] = (np.arange(64) % 3 != 0).astype(np.float32)  # a third of the batch is padding
+    out = jax.jit(eval_step, static_argnames=("use_ema", "top_k"))(state, batch, top_k=(1, 3))
+    logits = np.asarray(state.apply_fn({"params": state.params}, batch["image"].astype(np.float32) / 255.0,
+                                       train=False), np.float64)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    valid, labels = batch["mask"] > 0, batch["label"]
+    rank = (logits > logits[np.arange(64), labels][:, None]).sum(-1)  # classes scored above the label
+    assert float(out["count"]) == valid.sum() == 42
+    np.testing.assert_allclose(float(out["loss_sum"]), -log_p[np.arange(64), labels][valid].sum(), rtol=1e-5)
+    assert float(out["correct_top1"]) == (rank[valid] == 0).sum()
+    assert float(out["correct_top3"]) == (rank[valid] < 3).sum()
+    assert (rank[valid] < 3).sum() > (rank[valid] == 0).sum()  # top-3 counts more than top-1 here

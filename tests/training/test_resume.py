@@ -147,6 +147,30 @@ def test_checkpoint_of_another_setup_is_refused(synthetic_run, tmp_path, field, 
     assert {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()} == before
 
 
+def test_checkpoints_restore_the_newest_keep_n_and_the_best(tmp_path):
+    """Checkpoints: restore_latest gives the newest of the ``keep`` kept, refuses another identity, and the best
+    manager keeps the checkpoint of the highest validation accuracy."""
+    from cnnjax.training.checkpoint import CheckpointMismatchError, Checkpoints, abstract_tree
+
+    def tree(v):
+        return {"w": np.full(3, v, np.float32), "step": np.asarray(v, np.int32)}
+
+    checkpoints = Checkpoints(str(tmp_path), keep=2)
+    try:
+        for step, accuracy in [(1, 0.5), (2, 0.9), (3, 0.7)]:
+            data = {"identity": {"model": "m"}, "epoch": step}
+            checkpoints.save(step, tree(step), data)
+            checkpoints.save_best(step, tree(step), data, accuracy)
+        restored, data = checkpoints.restore_latest(abstract_tree(tree(0)), {"model": "m"})
+        assert data["epoch"] == 3 and restored["w"].tolist() == [3.0] * 3
+        assert checkpoint_steps(tmp_path) == [2, 3]
+        assert [d for d in os.listdir(tmp_path / "checkpoints" / "best") if d.isdigit()] == ["2"]
+        with pytest.raises(CheckpointMismatchError, match="'model': 'other'"):
+            checkpoints.restore_latest(abstract_tree(tree(0)), {"model": "other"})
+    finally:
+        checkpoints.close()
+
+
 # ---------------------------------------------------------------- through the CLI, real data, a real SIGKILL
 
 def command(workdir, *extra):
