@@ -60,7 +60,8 @@ T_PIPELINE = ("tests/data/test_pipeline.py",)
 T_STEP = ("tests/training/test_train_step.py", "tests/training/test_optim_features.py")
 # The in-process resume tests (seconds); test_resume.py's SIGKILL test on Fashion-MNIST takes minutes and adds
 # nothing for these mutants.
-T_RESUME = ("tests/training/test_resume.py::test_resume_from_a_mid_epoch_checkpoint_is_exact",
+T_RESUME = ("tests/training/test_resume.py::test_checkpoints_restore_the_newest_keep_n_and_the_best",
+            "tests/training/test_resume.py::test_resume_from_a_mid_epoch_checkpoint_is_exact",
             "tests/training/test_resume.py::test_truncated_latest_checkpoint_falls_back",
             "tests/training/test_resume.py::test_checkpoint_of_another_setup_is_refused",
             "tests/training/test_resume.py::test_synthetic_run_is_far_from_its_start")
@@ -201,7 +202,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("epoch-not-reshuffled", TRAIN, "seed=run.seed, epoch=p.epoch,", "seed=run.seed, epoch=0,", T_LOOP,
            "every epoch trains on the same order"),
     Mutant("eval-uses-ema-always", TRAIN, 'eval_with_ema=bool(config.eval_with_ema)', "eval_with_ema=True",
-           T_LOOP, "evaluation always uses the EMA weights"),
+           ("tests/training/test_errors_and_freezing.py::test_without_eval_with_ema_the_trained_weights_are_evaluated",),
+           "evaluation always uses the EMA weights"),
 )
 
 
