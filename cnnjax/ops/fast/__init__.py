@@ -9,7 +9,7 @@ the dtype and the static shapes:
 path (module)                 taken for                                   instead of the reference's
 ============================  ==========================================  =================================
 ``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
-``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv + C x C kernel grad
+``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, fwd and input grad
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
 ``transpose.insert_zeros``    transposed conv                             lhs-dilated conv in the gradient
 ``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
