@@ -348,7 +348,8 @@ def main(argv=None) -> int:
             return 2
         for ts in broken:
             print(f"BROKEN test set {' '.join(ts)}: fails on the unmutated code")
-        print(f"unmutated: {outcome} in {seconds:.0f} s", flush=True)
+        print("unmutated: not run (--no-clean-check)" if args.no_clean_check else
+              f"unmutated: {outcome} in {seconds:.0f} s", flush=True)
         runnable = [m for m in mutants if m.tests not in broken]
 
         results = []
