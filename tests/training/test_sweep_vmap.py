@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnjax.training.train import train_and_evaluate
-from cnnjax.training.vmap_seeds import check_seed_group, stacked_train_batches, train_seeds
+from cnnjax.training.vmap_seeds import check_seed_group, stacked_train_batches
 from tests.training.sweep_config_tiny import get_config
 
 
@@ -21,35 +21,46 @@ def _config(seed, **changes):
     return c
 
 
+VMAP_TRIALS = ["hflip=True,seed=0", "hflip=True,seed=1"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """Seeds 0 and 1 trained one after another (train_and_evaluate) and together (a sweep with --vmap_seeds)."""
+    from cnnjax.training.sweeps import run_sweep
+    from configs import _hyper as hyper
+
     root = tmp_path_factory.mktemp("vmap")
     seeds = (0, 1)
     sequential = [train_and_evaluate(_config(s), str(root / f"seq{s}")) for s in seeds]
-    vmapped = train_seeds([_config(s) for s in seeds], [str(root / f"vmap{s}") for s in seeds])
-    return root, seeds, sequential, vmapped
+    config = get_config()
+    config.sweep = hyper.product(hyper.sweep("augment.hflip", [True]), hyper.seeds(2))  # the trials == _config(s)
+    result = run_sweep(config, str(root / "sweep"), vmap_seeds=True)
+    vmapped = [json.loads((root / "sweep" / t / "summary.json").read_text()) for t in VMAP_TRIALS]
+    return root, seeds, sequential, vmapped, config, result
 
 
 def test_vmap_over_seeds_equals_sequential_runs(runs):
-    root, seeds, sequential, vmapped = runs
+    root, seeds, sequential, vmapped, _, _ = runs
     assert sequential[0]["test_loss"] != sequential[1]["test_loss"]  # the seeds really differ
     for s, seq, vm in zip(seeds, sequential, vmapped):
         assert vm["vmap_seeds"] == 2 and vm["num_params"] == seq["num_params"] and vm["steps"] == seq["steps"]
         np.testing.assert_allclose(vm["test_loss"], seq["test_loss"], rtol=1e-4)
         assert abs(vm["test_accuracy"] - seq["test_accuracy"]) <= 1 / seq["test_count"] + 1e-9
-        read = [[json.loads(line) for line in (root / f"{kind}{s}" / "metrics.jsonl").read_text().splitlines()]
-                for kind in ("seq", "vmap")]
+        read = [[json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+                for folder in (root / f"seq{s}", root / "sweep" / VMAP_TRIALS[s])]
         assert [(r["split"], r["step"]) for r in read[0]] == [(r["split"], r["step"]) for r in read[1]]
         np.testing.assert_allclose([r["loss"] for r in read[1]], [r["loss"] for r in read[0]], rtol=1e-4)
-        assert json.loads((root / f"vmap{s}" / "config.json").read_text())["seed"] == s
+        assert json.loads((root / "sweep" / VMAP_TRIALS[s] / "config.json").read_text())["seed"] == s
 
 
 def test_vmap_trial_folder_counts_as_the_finished_run(runs):
     """train_and_evaluate on a vmap-trained folder with the same config changes nothing."""
-    root, seeds, _, vmapped = runs
-    before = (root / "vmap1" / "summary.json").read_bytes()
-    assert train_and_evaluate(_config(1), str(root / "vmap1")) == vmapped[1]
-    assert (root / "vmap1" / "summary.json").read_bytes() == before
+    root, _, _, vmapped, _, _ = runs
+    folder = root / "sweep" / VMAP_TRIALS[1]
+    before = (folder / "summary.json").read_bytes()
+    assert train_and_evaluate(_config(1), str(folder)) == vmapped[1]
+    assert (folder / "summary.json").read_bytes() == before
 
 
 def test_each_seed_gets_its_own_data_order():
@@ -68,17 +79,12 @@ def test_a_group_must_differ_in_seed_only():
         check_seed_group([_config(3), _config(3)])
 
 
-def test_sweep_with_vmap_seeds_writes_the_same_trials(runs, tmp_path):
+def test_sweep_with_vmap_seeds_writes_the_trials_and_their_table(runs):
+    root, _, _, vmapped, config, result = runs
     from cnnjax.training.sweeps import run_sweep
-    from configs import _hyper as hyper
 
-    _, _, _, vmapped = runs
-    config = get_config()
-    config.sweep = hyper.product(hyper.sweep("augment.hflip", [True]), hyper.seeds(2))
-    result = run_sweep(config, str(tmp_path), vmap_seeds=True)
-    assert result["trained"] == ["hflip=True,seed=0", "hflip=True,seed=1"] and result["failures"] == []
+    assert result["trained"] == VMAP_TRIALS and result["failures"] == []
     assert [r["vmap_seeds"] for r in result["rows"]] == [2, 2]
-    for row, direct in zip(result["rows"], vmapped):
-        assert (row["test_accuracy"], row["test_loss"]) == (direct["test_accuracy"], direct["test_loss"])
-    assert "| hflip=True | 2 | " in (tmp_path / "results.md").read_text()
-    assert run_sweep(config, str(tmp_path), vmap_seeds=True)["trained"] == []
+    assert [r["test_loss"] for r in result["rows"]] == [v["test_loss"] for v in vmapped]
+    assert "| hflip=True | 2 | " in (root / "sweep" / "results.md").read_text()
+    assert run_sweep(config, str(root / "sweep"), vmap_seeds=True)["trained"] == []
