@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.tensorboard = True
     config.checkpoint_every_steps = 1000  # plus one at every epoch end; 0: epoch ends only
     config.checkpoint_keep = 2
+    config.loss = "softmax_cross_entropy"  # or "sigmoid_binary_cross_entropy": seed 001's logistic outputs + BCE
     config.frozen = ()  # top-level parameter subtrees that get no update, e.g. ("backbone",)
     config.init_from = ""  # a workdir with checkpoints, or a torchvision ResNet state_dict (.pth)
 

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax.data.sources import gather_batch
+
 FILL_MODES = ("nearest", "constant")
 ERASE_FILLS = ("random", "zero")
 
@@ -344,7 +346,7 @@ def _random_erase(u, key, image, s):
 
 
 def scale_images(images, dtype=jnp.float32):
-    """uint8 images -> ``dtype`` in [0, 1] (``x / 255``)."""
+    """uint8 images -> ``dtype`` in [0, 1] (``x / 255``); the train and eval steps scale their batches with it."""
     return jnp.asarray(images).astype(dtype) / 255.0
 
 
@@ -369,11 +371,7 @@ def channel_mean_std(source, max_examples: int = 10_000, seed: int = 0) -> tuple
     ``max_examples``), for ``normalize``."""
     n = len(source)
     idx = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, max_examples)])
-    if hasattr(source, "get_batch"):
-        images = source.get_batch(idx)["image"]
-    else:
-        images = np.stack([source[int(i)][0] for i in idx])
-    x = images.astype(np.float64) / 255.0
+    x = gather_batch(source, idx)["image"].astype(np.float64) / 255.0
     return x.mean(axis=(0, 1, 2)).astype(np.float32), x.std(axis=(0, 1, 2)).astype(np.float32)
 
 

@@ -18,6 +18,8 @@ import functools
 import grain
 import numpy as np
 
+from cnnjax.data.sources import gather_batch
+
 
 def _check_batch_size(batch_size: int, n: int, what: str) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -47,13 +49,6 @@ def _parallel(ds, num_threads: int, num_workers: int, prefetch: int):
         _absl_flags_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=max(prefetch, 1)))
     return it
-
-
-def _gather(source, indices):
-    if hasattr(source, "get_batch"):
-        return source.get_batch(indices)
-    images, labels = zip(*(source[int(i)] for i in indices))
-    return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -109,7 +104,7 @@ def train_batches(
                              prefetch)
         return
     for b in range(start_batch, num_batches):
-        yield _gather(source, take(b))
+        yield gather_batch(source, take(b))
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -128,7 +123,7 @@ def _train_indices(order, batch_size, process_index, process_count, b):
 
 
 def _gather_train(source, take, b):
-    return _gather(source, take(b))
+    return gather_batch(source, take(b))
 
 
 def eval_batches(source, batch_size: int, *, process_index: int = 0, process_count: int = 1,
@@ -162,7 +157,7 @@ def _eval_block(own, batch_size, start):
 
 
 def _eval_batch(source, idx, valid):
-    batch = _gather(source, idx)
+    batch = gather_batch(source, idx)
     batch["mask"] = (np.arange(len(idx)) < valid).astype(np.float32)
     return batch
 

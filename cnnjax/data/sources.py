@@ -157,11 +157,7 @@ class Subset:
         return self.source[int(self.indices[int(index)])]
 
     def get_batch(self, indices):
-        mapped = self.indices[np.asarray(indices)]
-        if hasattr(self.source, "get_batch"):
-            return self.source.get_batch(mapped)
-        images, labels = zip(*(self.source[int(i)] for i in mapped))
-        return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
+        return gather_batch(self.source, self.indices[np.asarray(indices)])
 
     def take(self, n: int) -> "Subset":
         return Subset(self.source, self.indices[:n])
@@ -178,11 +174,13 @@ def materialize(source) -> ArraySource:
     """Read every example of ``source`` into memory (an ``ArraySource``)."""
     if isinstance(source, ArraySource):
         return source
-    batches = [_get_batch(source, np.arange(s, min(s + 1024, len(source)))) for s in range(0, len(source), 1024)]
+    batches = [gather_batch(source, np.arange(s, min(s + 1024, len(source)))) for s in range(0, len(source), 1024)]
     return ArraySource(np.concatenate([b["image"] for b in batches]), np.concatenate([b["label"] for b in batches]))
 
 
-def _get_batch(source, indices):
+def gather_batch(source, indices) -> dict:
+    """Examples ``indices`` of ``source`` as ``{"image": (B, H, W, C) uint8, "label": (B,) int32}``: the source's
+    own ``get_batch`` when it has one (one fancy-indexing gather), else its examples stacked one by one."""
     if hasattr(source, "get_batch"):
         return source.get_batch(indices)
     images, labels = zip(*(source[int(i)] for i in indices))
@@ -205,10 +203,10 @@ def split_validation(train, validation_size: int, seed: int):
     return Subset(train, kept), Subset(train, held)
 
 
-def idx_dataset(data_dir: str, name: str, class_names, validation_size=0, seed=0) -> Dataset:
+def idx_dataset(data_dir: str, name: str, class_names) -> Dataset:
+    """The train and test splits of an IDX data set (``get_dataset`` holds out the validation examples)."""
     train, test = load_idx_split(data_dir, "train", name), load_idx_split(data_dir, "test", name)
-    train, validation = split_validation(train, validation_size, seed)
-    return Dataset(train, test, validation, num_classes=len(class_names), class_names=tuple(class_names))
+    return Dataset(train, test, None, num_classes=len(class_names), class_names=tuple(class_names))
 
 
 def synthetic_dataset(num_train=512, num_test=128, image_shape=(28, 28, 1), num_classes=10, seed=0) -> Dataset:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numbers
 
+from cnnjax.training.steps import get_loss
+
 COLOR_MODES = ("grayscale", "rgb", "rgba")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 
@@ -54,51 +56,51 @@ def _choice(field: str, value, allowed) -> None:
 
 
 def check_config(config) -> None:
-    """Check every numeric and flag field of a training config (see the module docstring)."""
-    get = config.get
-    _int("seed", get("seed", 0), 0)
+    """Check every numeric and flag field of a training config built from ``configs._base.base_config()``."""
+    _int("seed", config.seed, 0)
     _int("num_epochs", config.num_epochs, 1)
     _int("batch_size", config.batch_size, 1)
-    _int("eval_batch_size", get("eval_batch_size", 1000), 1)
-    _number("label_smoothing", get("label_smoothing", 0.0), 0.0, 1.0)
-    _number("ema_decay", get("ema_decay", 0.0), 0.0, 1.0)
-    _bool("eval_with_ema", get("eval_with_ema", False))
-    if get("eval_with_ema", False) and not get("ema_decay", 0.0) > 0:
-        raise ValueError(f"eval_with_ema=True needs ema_decay > 0 (got ema_decay={get('ema_decay', 0.0)!r}): "
+    _int("eval_batch_size", config.eval_batch_size, 1)
+    get_loss(config.loss)  # a one-line ValueError for an unknown loss
+    _number("label_smoothing", config.label_smoothing, 0.0, 1.0)
+    _number("ema_decay", config.ema_decay, 0.0, 1.0)
+    _bool("eval_with_ema", config.eval_with_ema)
+    if config.eval_with_ema and not config.ema_decay > 0:
+        raise ValueError(f"eval_with_ema=True needs ema_decay > 0 (got ema_decay={config.ema_decay!r}): "
                          "there is no moving average to evaluate")
-    _bool("progress_bar", get("progress_bar", True))
-    _bool("tensorboard", get("tensorboard", True))
-    _int("checkpoint_every_steps", get("checkpoint_every_steps", 0), 0)
-    _int("checkpoint_keep", get("checkpoint_keep", 2), 1)
-    frozen = get("frozen", ())
+    _bool("progress_bar", config.progress_bar)
+    _bool("tensorboard", config.tensorboard)
+    _int("checkpoint_every_steps", config.checkpoint_every_steps, 0)
+    _int("checkpoint_keep", config.checkpoint_keep, 1)
+    frozen = config.frozen
     if not isinstance(frozen, (tuple, list)) or not all(isinstance(f, str) for f in frozen):
         raise TypeError(f"frozen={frozen!r} must be a tuple of parameter subtree names")
-    _str("init_from", get("init_from", ""))
+    _str("init_from", config.init_from)
 
     d = config.dataset
     _str("dataset.name", d.name)
-    _str("dataset.data_dir", d.get("data_dir", ""))
+    _str("dataset.data_dir", d.data_dir)
     for field in ("validation_size", "split_seed", "train_limit", "test_limit", "num_threads", "num_workers"):
-        _int(f"dataset.{field}", d.get(field, 0), 0)
-    _number("dataset.validation_split", d.get("validation_split", 0.0), 0.0, 1.0)
-    size = d.get("target_size", (256, 256))
+        _int(f"dataset.{field}", d[field], 0)
+    _number("dataset.validation_split", d.validation_split, 0.0, 1.0)
+    size = d.target_size
     if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(_is_int(s) and s >= 1 for s in size):
         raise ValueError(f"dataset.target_size={size!r} must be (height, width), two ints >= 1")
-    _choice("dataset.color_mode", d.get("color_mode", "rgb"), COLOR_MODES)
-    _choice("dataset.interpolation", d.get("interpolation", "nearest"), INTERPOLATIONS)
-    _str("dataset.test_dir", d.get("test_dir", ""))
-    _bool("dataset.skip_corrupt", d.get("skip_corrupt", False))
-    _bool("dataset.check_images", d.get("check_images", True))
+    _choice("dataset.color_mode", d.color_mode, COLOR_MODES)
+    _choice("dataset.interpolation", d.interpolation, INTERPOLATIONS)
+    _str("dataset.test_dir", d.test_dir)
+    _bool("dataset.skip_corrupt", d.skip_corrupt)
+    _bool("dataset.check_images", d.check_images)
 
     o = config.optimizer
-    _number("optimizer.weight_decay", o.get("weight_decay", 0.0), 0.0)
-    _number("optimizer.momentum", o.get("momentum", 0.9), 0.0, 1.0)
-    _bool("optimizer.nesterov", o.get("nesterov", False))
-    _number("optimizer.grad_clip_norm", o.get("grad_clip_norm", 0.0), 0.0)
-    _int("optimizer.accumulate_steps", o.get("accumulate_steps", 1), 1)
-    _int("optimizer.warmup_epochs", o.get("warmup_epochs", 0), 0)
-    _number("optimizer.decay_factor", o.get("decay_factor", 0.1), 0.0)
-    boundaries = o.get("boundaries_epochs", ())
+    _number("optimizer.weight_decay", o.weight_decay, 0.0)
+    _number("optimizer.momentum", o.momentum, 0.0, 1.0)
+    _bool("optimizer.nesterov", o.nesterov)
+    _number("optimizer.grad_clip_norm", o.grad_clip_norm, 0.0)
+    _int("optimizer.accumulate_steps", o.accumulate_steps, 1)
+    _int("optimizer.warmup_epochs", o.warmup_epochs, 0)
+    _number("optimizer.decay_factor", o.decay_factor, 0.0)
+    boundaries = o.boundaries_epochs
     if not isinstance(boundaries, (tuple, list)) or not all(_is_int(b) and b >= 0 for b in boundaries):
         raise ValueError(f"optimizer.boundaries_epochs={boundaries!r} must be a tuple of epoch numbers >= 0")
 

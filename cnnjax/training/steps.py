@@ -6,20 +6,42 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnjax.data.augment import scale_images
 
-def preprocess(images, dtype=jnp.float32):
-    """uint8 NHWC images -> floats in [0, 1]."""
-    return images.astype(dtype) / 255.0
+#: uint8 NHWC images -> floats in [0, 1]: the data side's one scaling function, under the name the steps use.
+preprocess = scale_images
 
 
-def cross_entropy(logits, labels, label_smoothing: float = 0.0):
-    """Per-example softmax cross-entropy ``-sum_k q_k log softmax(z)_k``, with label smoothing
-    ``q = (1 - s) onehot + s / K``."""
+def _targets(logits, labels, label_smoothing: float):
+    """One-hot targets of integer ``labels``, smoothed: ``q = (1 - s) onehot + s / K``."""
     num_classes = logits.shape[-1]
     targets = jax.nn.one_hot(labels, num_classes)
     if label_smoothing:
         targets = targets * (1 - label_smoothing) + label_smoothing / num_classes
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+    return targets
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Per-example softmax cross-entropy ``-sum_k q_k log softmax(z)_k`` (``q``: smoothed one-hot targets)."""
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), _targets(logits, labels, label_smoothing))
+
+
+def sigmoid_binary_cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Per-example ``-sum_k [q_k log sigmoid(z_k) + (1 - q_k) log(1 - sigmoid(z_k))]``: one independent
+    logistic unit per class, seed 001's output layer and cost (``q``: smoothed one-hot targets)."""
+    targets = _targets(logits, labels, label_smoothing)
+    return jnp.sum(optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets), axis=-1)
+
+
+#: ``config.loss`` -> the per-example loss ``f(logits, labels, label_smoothing)``.
+LOSSES = {"softmax_cross_entropy": cross_entropy, "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy}
+
+
+def get_loss(name: str):
+    """The per-example loss named ``name`` (a key of ``LOSSES``)."""
+    if name not in LOSSES:
+        raise ValueError(f"loss={name!r} is unknown; allowed: {', '.join(LOSSES)}")
+    return LOSSES[name]
 
 
 def top_k_correct(logits, labels, k: int):
@@ -30,8 +52,9 @@ def top_k_correct(logits, labels, k: int):
     return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
 
 
-def train_step(state, batch, *, label_smoothing: float = 0.0, augment_fn=None, ema_decay: float = 0.0):
-    """One gradient step; returns the new state and ``{"loss", "accuracy"}`` of the batch.
+def train_step(state, batch, *, loss: str = "softmax_cross_entropy", label_smoothing: float = 0.0, augment_fn=None,
+               ema_decay: float = 0.0):
+    """One gradient step on the batch mean of ``loss``; returns the new state and ``{"loss", "accuracy"}``.
 
     The step's randomness is ``fold_in(state.rng, step)``: split into the augmentation key (one key
     per image inside ``augment_fn``) and the dropout key.
@@ -39,6 +62,7 @@ def train_step(state, batch, *, label_smoothing: float = 0.0, augment_fn=None, e
     rng = jax.random.fold_in(state.rng, state.step)
     aug_rng, dropout_rng = jax.random.split(rng)
     images = preprocess(batch["image"])
+    per_example_loss = get_loss(loss)
     if augment_fn is not None:
         images = augment_fn(aug_rng, images)
 
@@ -50,10 +74,9 @@ def train_step(state, batch, *, label_smoothing: float = 0.0, augment_fn=None, e
             )
         else:
             logits, updates = state.apply_fn(variables, images, train=True, rngs={"dropout": dropout_rng}), {}
-        loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
-        return loss, (logits, updates)
+        return per_example_loss(logits, batch["label"], label_smoothing).mean(), (logits, updates)
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss_value, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates_tx, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates_tx)
     ema = state.ema_params
@@ -67,7 +90,7 @@ def train_step(state, batch, *, label_smoothing: float = 0.0, augment_fn=None, e
         ema_params=ema,
     )
     accuracy = jnp.mean(top_k_correct(logits, batch["label"], 1))
-    return new_state, {"loss": loss, "accuracy": accuracy}
+    return new_state, {"loss": loss_value, "accuracy": accuracy}
 
 
 def new_train_sums():
@@ -87,11 +110,13 @@ def train_step_and_sum(state, sums, batch, **step_kwargs):
     return state, sums, metrics
 
 
-def eval_step(state, batch, *, use_ema: bool = False, top_k: tuple[int, ...] = (1,)):
-    """Sums over the valid (``mask`` = 1) examples of a batch: ``loss_sum``, ``correct_top{k}``, ``count``."""
+def eval_step(state, batch, *, loss: str = "softmax_cross_entropy", use_ema: bool = False,
+              top_k: tuple[int, ...] = (1,)):
+    """Sums over the valid (``mask`` = 1) examples of a batch: ``loss_sum`` (of ``loss``, no smoothing),
+    ``correct_top{k}``, ``count``."""
     logits = state.apply_fn(state.variables(use_ema), preprocess(batch["image"]), train=False)
     mask = batch["mask"]
-    out = {"loss_sum": jnp.sum(cross_entropy(logits, batch["label"]) * mask), "count": jnp.sum(mask)}
+    out = {"loss_sum": jnp.sum(get_loss(loss)(logits, batch["label"]) * mask), "count": jnp.sum(mask)}
     for k in top_k:
         out[f"correct_top{k}"] = jnp.sum(top_k_correct(logits, batch["label"], k) * mask)
     return out

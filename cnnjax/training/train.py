@@ -14,6 +14,7 @@ checkpoint at the current step and raise ``TrainingInterrupted``; rerunning resu
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -21,14 +22,16 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from cnnjax.data.augment import make_augmentation
 from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
-from cnnjax.data.sources import get_dataset
+from cnnjax.data.sources import Dataset, get_dataset
 from cnnjax.models import get_model
 from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
@@ -177,15 +180,14 @@ def trainable_mask_for(config, model, image_shape):
 
 def decode_workers(config) -> dict:
     """grain threads / worker processes that decode images (``dataset.num_threads``/``num_workers``)."""
-    return {"num_threads": int(config.dataset.get("num_threads", 0)),
-            "num_workers": int(config.dataset.get("num_workers", 0))}
+    return {"num_threads": int(config.dataset.num_threads), "num_workers": int(config.dataset.num_workers)}
 
 
-def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,), workers=None) -> dict:
-    """Loss and top-k accuracy over every example of ``source`` (none dropped, none repeated).
+def evaluate(eval_fn, state, source, batch_size: int, mesh, workers=None) -> dict:
+    """Loss and top-k accuracy (each ``k`` that ``eval_fn`` counts) over every example of ``source``.
 
-    Each process evaluates its own strided shard; every process runs the same number of batches
-    (padding batches are fully masked).
+    None is dropped, none repeated: each process evaluates its own strided shard; every process runs the
+    same number of batches (padding batches are fully masked).
     """
     pc, pi = jax.process_count(), jax.process_index()
     workers = workers or {}
@@ -203,17 +205,71 @@ def evaluate(eval_fn, state, source, batch_size: int, mesh, top_k=(1,), workers=
     totals = jax.device_get(totals)
     count = float(totals["count"])
     result = {"loss": float(totals["loss_sum"]) / count, "count": int(count)}
-    for k in top_k:
+    for k in sorted(int(key[len("correct_top"):]) for key in totals if key.startswith("correct_top")):
         result["accuracy" if k == 1 else f"top{k}_accuracy"] = float(totals[f"correct_top{k}"]) / count
     return result
 
 
 def _make_augment_fn(config):
-    if not config.get("augment"):
-        return None
-    from cnnjax.data.augment import make_augmentation
-
     return make_augmentation(config.augment)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What a run reads from its config and data set, once, before the workdir is touched."""
+
+    workdir: str
+    seed: int
+    num_epochs: int
+    batch_size: int  # global, over every process
+    eval_batch_size: int
+    steps_per_epoch: int
+    checkpoint_every_steps: int  # 0: epoch ends only
+    checkpoint_keep: int
+    progress_bar: bool
+    tensorboard: bool
+    loss: str  # a key of steps.LOSSES
+    label_smoothing: float
+    ema_decay: float
+    eval_with_ema: bool
+    augment_fn: Callable | None
+    decode_workers: dict  # grain threads / processes decoding images
+    top_k: tuple[int, ...]
+    identity: dict  # what a checkpoint must match to be resumed
+    num_params: int
+    model_name: str
+    dataset_name: str
+
+    @property
+    def lead(self) -> bool:
+        return jax.process_index() == 0
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where the loop stands in this (re)start; a checkpoint stores epoch, batch, sums and history."""
+
+    state: TrainState
+    sums: dict  # the epoch's running train sums, on the device
+    epoch: int = 0  # the epoch being trained
+    batch: int = 0  # the next batch of that epoch
+    history: dict = dataclasses.field(default_factory=lambda: {
+        "train_time_s": 0.0, "images_seen": 0, "best_validation_accuracy": None})
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    first_step_s: float | None = None  # data loading + compilation + one step
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+    """The objects one run's loop works with."""
+
+    dataset: Dataset
+    mesh: jax.sharding.Mesh
+    step_fn: Callable  # (state, sums, batch) -> (state, sums, metrics), jitted, donating state and sums
+    eval_fn: Callable  # (state, batch) -> masked sums, jitted
+    writer: MetricWriter
+    checkpoints: Checkpoints
+    stop: StopSignals
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -225,52 +281,64 @@ def train_and_evaluate(config, workdir: str) -> dict:
     ``TrainingInterrupted`` after SIGINT/SIGTERM (a checkpoint at the current step is saved first).
     """
     workdir = os.path.abspath(workdir)
-    lead = jax.process_index() == 0
     check_config(config)
-    done = finished_summary(config, workdir)
+    done = _finished_run(config, workdir, "this run is already finished; nothing to do. Summary in")
     if done is not None:
-        if lead:
-            print(f"this run is already finished; nothing to do. Summary in {os.path.join(workdir, SUMMARY_FILE)}",
-                  flush=True)
         return done
-
     # Everything that can fail on the config or the data fails here, before the workdir is touched.
     dataset = get_dataset(config.dataset)
     check_dataset(config, dataset)
     mesh = mesh_lib.make_mesh()
-    batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
-    eval_batch_size = int(config.get("eval_batch_size", 1000))
-    mesh_lib.check_batch_size(batch_size, mesh)
-    mesh_lib.check_batch_size(eval_batch_size, mesh, "eval_batch_size")
-    pc = jax.process_count()
-    steps = steps_per_epoch(len(dataset.train), batch_size // pc, pc)
-    total_steps = steps * num_epochs
-
-    model = build_model(config, dataset.num_classes)
-    augment_fn = _make_augment_fn(config)
-    image_shape = tuple(dataset.image_shape)
-    trainable_mask = trainable_mask_for(config, model, image_shape)
-    state = create_train_state(config, model, image_shape, total_steps, steps, trainable_mask)
-    if config.get("init_from"):
-        state = load_pretrained(state, config.init_from)
-    num_params = count_params(state.params)
-    identity = checkpoint_identity(config, state, image_shape, dataset.num_classes)
+    run, state = describe_run(config, workdir, dataset, mesh)
 
     prepare_workdir(workdir)
     lock = _lock_workdir(workdir)
     try:
         # Checked again under the lock: another process may have finished or started this workdir meanwhile.
-        done = finished_summary(config, workdir)
+        done = _finished_run(config, workdir, "this run was finished meanwhile; summary in")
         if done is not None:
-            if lead:
-                print(f"this run was finished meanwhile; summary in {os.path.join(workdir, SUMMARY_FILE)}", flush=True)
             return done
-        if lead and not check_same_run(config, workdir):
+        if run.lead and not check_same_run(config, workdir):
             write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
         with StopSignals() as stop:
-            return _train(config, workdir, dataset, mesh, state, steps, augment_fn, identity, num_params, stop)
+            return _train(run, dataset, mesh, state, stop)
     finally:
         lock.release()
+
+
+def _finished_run(config, workdir: str, message: str) -> dict | None:
+    """The saved summary if ``workdir`` holds the finished run of ``config`` (printing ``message``), else None."""
+    done = finished_summary(config, workdir)
+    if done is not None and jax.process_index() == 0:
+        print(f"{message} {os.path.join(workdir, SUMMARY_FILE)}", flush=True)
+    return done
+
+
+def describe_run(config, workdir: str, dataset, mesh) -> tuple[RunSpec, TrainState]:
+    """Read ``config`` once: the run's description and its initial (or pretrained) state."""
+    batch_size, eval_batch_size = int(config.batch_size), int(config.eval_batch_size)
+    mesh_lib.check_batch_size(batch_size, mesh)
+    mesh_lib.check_batch_size(eval_batch_size, mesh, "eval_batch_size")
+    pc = jax.process_count()
+    steps = steps_per_epoch(len(dataset.train), batch_size // pc, pc)
+    model = build_model(config, dataset.num_classes)
+    augment_fn = _make_augment_fn(config)
+    image_shape = tuple(dataset.image_shape)
+    trainable_mask = trainable_mask_for(config, model, image_shape)
+    state = create_train_state(config, model, image_shape, steps * int(config.num_epochs), steps, trainable_mask)
+    if config.init_from:
+        state = load_pretrained(state, config.init_from)
+    run = RunSpec(
+        workdir=workdir, seed=int(config.seed), num_epochs=int(config.num_epochs), batch_size=batch_size,
+        eval_batch_size=eval_batch_size, steps_per_epoch=steps,
+        checkpoint_every_steps=int(config.checkpoint_every_steps), checkpoint_keep=int(config.checkpoint_keep),
+        progress_bar=bool(config.progress_bar), tensorboard=bool(config.tensorboard),
+        loss=config.loss, label_smoothing=float(config.label_smoothing), ema_decay=float(config.ema_decay),
+        eval_with_ema=bool(config.eval_with_ema), augment_fn=augment_fn, decode_workers=decode_workers(config),
+        top_k=(1, 5) if dataset.num_classes > 10 else (1,),
+        identity=checkpoint_identity(config, state, image_shape, dataset.num_classes),
+        num_params=count_params(state.params), model_name=config.model.name, dataset_name=config.dataset.name)
+    return run, state
 
 
 def _lock_workdir(workdir: str) -> WorkdirLock:
@@ -293,45 +361,47 @@ def _lock_workdir(workdir: str) -> WorkdirLock:
     return lock
 
 
-def _train(config, workdir, dataset, mesh, state, steps, augment_fn, identity, num_params, stop) -> dict:
-    """Resume from the newest verified checkpoint (if any), train, evaluate, write the summary."""
-    lead = jax.process_index() == 0
-    checkpoints = Checkpoints(workdir, keep=int(config.get("checkpoint_keep", 2)))
+def _train(run: RunSpec, dataset, mesh, state, stop: StopSignals) -> dict:
+    """Resume from the newest verified checkpoint (if any), train every epoch left, test, summarise."""
+    checkpoints = Checkpoints(run.workdir, keep=run.checkpoint_keep)
     writer = None
     try:
-        # Resume: the newest readable checkpoint gives the state, the batch to continue from and the sums.
         # (Before the metric writer exists, so a checkpoint of another set-up is refused without a new file.)
-        epoch, start_batch, sums = 0, 0, new_train_sums()
-        history = {"train_time_s": 0.0, "images_seen": 0, "best_validation_accuracy": None}
-        restored = checkpoints.restore_latest(abstract_tree(state.checkpoint_tree()), identity)
-        writer = MetricWriter(workdir, tensorboard=bool(config.get("tensorboard", True)), enabled=lead)
-        if restored is not None:
-            tree, data = restored
-            state = state.from_checkpoint_tree(tree)
-            epoch, start_batch = data["epoch"], data["batch"]
-            sums = {k: jnp.asarray(v, new_train_sums()[k].dtype) for k, v in data["sums"].items()}
-            history = data["history"]
-            writer.truncate_after(int(state.step))
-            if lead:
-                print(f"resumed from the checkpoint at step {int(state.step)} (epoch {epoch + 1}, batch {start_batch})",
-                      flush=True)
-
-        state = mesh_lib.replicate(state, mesh)
-        sums = mesh_lib.replicate(sums, mesh)
-        step_fn = jax.jit(
-            functools.partial(train_step_and_sum, label_smoothing=float(config.get("label_smoothing", 0.0)),
-                              augment_fn=augment_fn, ema_decay=float(config.get("ema_decay", 0.0))),
-            donate_argnums=(0, 1),
-        )
-        top_k = (1, 5) if dataset.num_classes > 10 else (1,)
-        eval_fn = jax.jit(functools.partial(eval_step, use_ema=bool(config.get("eval_with_ema", False)),
-                                            top_k=top_k))
-        return _train_loop(config, workdir, dataset, mesh, state, sums, history, epoch, start_batch, steps,
-                           step_fn, eval_fn, top_k, identity, num_params, writer, checkpoints, stop)
+        restored = checkpoints.restore_latest(abstract_tree(state.checkpoint_tree()), run.identity)
+        writer = MetricWriter(run.workdir, tensorboard=run.tensorboard, enabled=run.lead)
+        progress = _resume(run, state, restored, writer)
+        progress.state = mesh_lib.replicate(progress.state, mesh)
+        progress.sums = mesh_lib.replicate(progress.sums, mesh)
+        step_fn = jax.jit(functools.partial(train_step_and_sum, loss=run.loss, label_smoothing=run.label_smoothing,
+                                            augment_fn=run.augment_fn, ema_decay=run.ema_decay),
+                          donate_argnums=(0, 1))
+        eval_fn = jax.jit(functools.partial(eval_step, loss=run.loss, use_ema=run.eval_with_ema, top_k=run.top_k))
+        loop = Loop(dataset, mesh, step_fn, eval_fn, writer, checkpoints, stop)
+        progress.started = time.perf_counter()
+        while progress.epoch < run.num_epochs:
+            _train_epoch(run, loop, progress)
+            _end_epoch(run, loop, progress)
+        return _summarise(run, loop, progress)
     finally:
         checkpoints.close()
         if writer is not None:
             writer.close()
+
+
+def _resume(run: RunSpec, state, restored, writer: MetricWriter) -> Progress:
+    """The loop's starting point: the restored checkpoint's state, position and sums, or the beginning."""
+    if restored is None:
+        return Progress(state=state, sums=new_train_sums())
+    tree, data = restored
+    zeros = new_train_sums()
+    progress = Progress(state=state.from_checkpoint_tree(tree), epoch=data["epoch"], batch=data["batch"],
+                        sums={k: jnp.asarray(v, zeros[k].dtype) for k, v in data["sums"].items()},
+                        history=data["history"])
+    writer.truncate_after(int(progress.state.step))
+    if run.lead:
+        print(f"resumed from the checkpoint at step {int(progress.state.step)} (epoch {progress.epoch + 1}, "
+              f"batch {progress.batch})", flush=True)
+    return progress
 
 
 def check_finite(sums, checkpoints: Checkpoints) -> None:
@@ -346,108 +416,114 @@ def check_finite(sums, checkpoints: Checkpoints) -> None:
         )
 
 
-def save_checkpoint(checkpoints: Checkpoints, state, sums, epoch: int, batch: int, history: dict,
-                    identity: dict) -> None:
+def save_checkpoint(checkpoints: Checkpoints, progress: Progress, identity: dict) -> None:
     """Save the state and where the data iterator stands (epoch, next batch), after a finiteness check."""
-    check_finite(sums, checkpoints)
-    data = to_python({"epoch": epoch, "batch": batch, "sums": jax.device_get(sums), "history": history,
-                      "identity": identity})
-    checkpoints.save(int(jax.device_get(state.step)), state.checkpoint_tree(), data)
+    check_finite(progress.sums, checkpoints)
+    data = to_python({"epoch": progress.epoch, "batch": progress.batch, "sums": jax.device_get(progress.sums),
+                      "history": progress.history, "identity": identity})
+    checkpoints.save(int(jax.device_get(progress.state.step)), progress.state.checkpoint_tree(), data)
 
 
-def _train_loop(config, workdir, dataset, mesh, state, sums, history, first_epoch, start_batch, steps, step_fn,
-                eval_fn, top_k, identity, num_params, writer, checkpoints, stop: StopSignals) -> dict:
-    lead = jax.process_index() == 0
-    pc, pi = jax.process_count(), jax.process_index()
-    batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
-    eval_batch_size = int(config.get("eval_batch_size", 1000))
-    every = int(config.get("checkpoint_every_steps", 0))
-    start = time.perf_counter()
-    first_step_s = None
-    for epoch in range(first_epoch, num_epochs):
-        bar = tqdm(total=steps, initial=start_batch, desc=f"epoch {epoch + 1}/{num_epochs}", unit="step",
-                   leave=False, disable=not (lead and config.get("progress_bar", True)))
-        t0, done_here = time.perf_counter(), 0
-        batches = train_batches(dataset.train, batch_size // pc, seed=config.seed, epoch=epoch,
-                                start_batch=start_batch, process_index=pi, process_count=pc,
-                                **decode_workers(config))
-        for i, batch in enumerate(batches, start=start_batch):
-            state, sums, metrics = step_fn(state, sums, mesh_lib.shard_batch(batch, mesh))
-            if first_step_s is None:  # the first step compiles: time it apart from the throughput
-                jax.block_until_ready(state)
-                first_step_s = time.perf_counter() - start
-                t0 = time.perf_counter()
-            else:
-                done_here += 1
-            stopping = stop.signum is not None and i + 1 < steps  # at an epoch end: after its evaluation
-            if (every and (i + 1) % every == 0 and i + 1 < steps) or stopping:
-                history["train_time_s"] += time.perf_counter() - t0
-                history["images_seen"] += done_here * batch_size
-                t0, done_here = time.perf_counter(), 0
-                save_checkpoint(checkpoints, state, sums, epoch, i + 1, history, identity)
-                if stopping:
-                    bar.close()
-                    raise TrainingInterrupted(int(jax.device_get(state.step)), stop.signum)
-            if i % 20 == 0 or i == steps - 1:
-                bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
-                                img_s=f"{done_here * batch_size / max(time.perf_counter() - t0, 1e-9):,.0f}")
-            bar.update(1)
-        jax.block_until_ready(state)
-        history["train_time_s"] += time.perf_counter() - t0
-        history["images_seen"] += done_here * batch_size
-        bar.close()
-        check_finite(sums, checkpoints)
-        host_sums = jax.device_get(sums)
-        count = max(int(host_sums["count"]), 1)
-        train_metrics = {"epoch": epoch + 1, "loss": float(host_sums["loss"]) / count,
-                         "accuracy": float(host_sums["accuracy"]) / count}
-        writer.write(int(state.step), "train", train_metrics)
-        line = (f"epoch {epoch + 1}/{num_epochs}: train loss {train_metrics['loss']:.4f} "
-                f"acc {train_metrics['accuracy']:.4f}")
-        sums = mesh_lib.replicate(new_train_sums(), mesh)
-        start_batch = 0
-        val = None
-        if dataset.validation is not None:
-            val = evaluate(eval_fn, state, dataset.validation, eval_batch_size, mesh, top_k,
-                           decode_workers(config))
-            writer.write(int(state.step), "validation", {"epoch": epoch + 1, **val})
-            best = history["best_validation_accuracy"]
-            history["best_validation_accuracy"] = val["accuracy"] if best is None else max(best, val["accuracy"])
-            line += f", validation acc {val['accuracy']:.4f}"
-        save_checkpoint(checkpoints, state, sums, epoch + 1, 0, history, identity)
-        if val is not None:
-            checkpoints.save_best(int(state.step), state.checkpoint_tree(),
-                                  to_python({"epoch": epoch + 1, "identity": identity, "validation": val}),
-                                  val["accuracy"])
-        if lead:
-            rate = history["images_seen"] / max(history["train_time_s"], 1e-9)
-            print(line + f" ({rate:,.0f} images/s)", flush=True)
-        if stop.signum is not None:
-            raise TrainingInterrupted(int(jax.device_get(state.step)), stop.signum)
+def _count_training_time(run: RunSpec, progress: Progress, since: float, steps: int) -> None:
+    progress.history["train_time_s"] += time.perf_counter() - since
+    progress.history["images_seen"] += steps * run.batch_size
 
-    test = evaluate(eval_fn, state, dataset.test, eval_batch_size, mesh, top_k, decode_workers(config))
-    writer.write(int(state.step), "test", test)
+
+def _train_epoch(run: RunSpec, loop: Loop, p: Progress) -> None:
+    """Train the rest of epoch ``p.epoch`` from batch ``p.batch``; periodic checkpoints; stop on a signal."""
+    pc, pi, steps = jax.process_count(), jax.process_index(), run.steps_per_epoch
+    bar = tqdm(total=steps, initial=p.batch, desc=f"epoch {p.epoch + 1}/{run.num_epochs}", unit="step",
+               leave=False, disable=not (run.lead and run.progress_bar))
+    t0, done_here = time.perf_counter(), 0
+    batches = train_batches(loop.dataset.train, run.batch_size // pc, seed=run.seed, epoch=p.epoch,
+                            start_batch=p.batch, process_index=pi, process_count=pc, **run.decode_workers)
+    for i, batch in enumerate(batches, start=p.batch):
+        p.state, p.sums, metrics = loop.step_fn(p.state, p.sums, mesh_lib.shard_batch(batch, loop.mesh))
+        p.batch = i + 1
+        if p.first_step_s is None:  # the first step compiles: time it apart from the throughput
+            jax.block_until_ready(p.state)
+            p.first_step_s = time.perf_counter() - p.started
+            t0 = time.perf_counter()
+        else:
+            done_here += 1
+        stopping = loop.stop.signum is not None and i + 1 < steps  # at an epoch end: after its evaluation
+        every = run.checkpoint_every_steps
+        if (every and (i + 1) % every == 0 and i + 1 < steps) or stopping:
+            _count_training_time(run, p, t0, done_here)
+            t0, done_here = time.perf_counter(), 0
+            save_checkpoint(loop.checkpoints, p, run.identity)
+            if stopping:
+                bar.close()
+                raise TrainingInterrupted(int(jax.device_get(p.state.step)), loop.stop.signum)
+        if i % 20 == 0 or i == steps - 1:
+            bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
+                            img_s=f"{done_here * run.batch_size / max(time.perf_counter() - t0, 1e-9):,.0f}")
+        bar.update(1)
+    jax.block_until_ready(p.state)
+    _count_training_time(run, p, t0, done_here)
+    bar.close()
+
+
+def _end_epoch(run: RunSpec, loop: Loop, p: Progress) -> None:
+    """Log the epoch's train metrics, evaluate on the validation split, checkpoint; stop on a signal."""
+    check_finite(p.sums, loop.checkpoints)
+    host_sums = jax.device_get(p.sums)
+    count = max(int(host_sums["count"]), 1)
+    step, epoch = int(p.state.step), p.epoch + 1
+    train = {"epoch": epoch, "loss": float(host_sums["loss"]) / count, "accuracy": float(host_sums["accuracy"]) / count}
+    loop.writer.write(step, "train", train)
+    line = f"epoch {epoch}/{run.num_epochs}: train loss {train['loss']:.4f} acc {train['accuracy']:.4f}"
+    p.sums = mesh_lib.replicate(new_train_sums(), loop.mesh)
+    p.epoch, p.batch = epoch, 0
+    val = None
+    if loop.dataset.validation is not None:
+        val = _evaluate_split(run, loop, p.state, loop.dataset.validation)
+        loop.writer.write(step, "validation", {"epoch": epoch, **val})
+        best = p.history["best_validation_accuracy"]
+        p.history["best_validation_accuracy"] = val["accuracy"] if best is None else max(best, val["accuracy"])
+        line += f", validation acc {val['accuracy']:.4f}"
+    save_checkpoint(loop.checkpoints, p, run.identity)
+    if val is not None:
+        loop.checkpoints.save_best(step, p.state.checkpoint_tree(),
+                                   to_python({"epoch": epoch, "identity": run.identity, "validation": val}),
+                                   val["accuracy"])
+    if run.lead:
+        rate = p.history["images_seen"] / max(p.history["train_time_s"], 1e-9)
+        print(line + f" ({rate:,.0f} images/s)", flush=True)
+    if loop.stop.signum is not None:
+        raise TrainingInterrupted(int(jax.device_get(p.state.step)), loop.stop.signum)
+
+
+def _evaluate_split(run: RunSpec, loop: Loop, state, source) -> dict:
+    return evaluate(loop.eval_fn, state, source, run.eval_batch_size, loop.mesh, run.decode_workers)
+
+
+def _summarise(run: RunSpec, loop: Loop, p: Progress) -> dict:
+    """Evaluate on the test split; write and return the summary."""
+    test = _evaluate_split(run, loop, p.state, loop.dataset.test)
+    loop.writer.write(int(p.state.step), "test", test)
     summary = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "test_count": test["count"],
-        "best_validation_accuracy": history["best_validation_accuracy"],
-        "num_params": num_params,
-        "epochs": num_epochs,
-        "steps": int(jax.device_get(state.step)),
-        "wall_time_s": time.perf_counter() - start,  # this process's time since it (re)started
-        "train_time_s": history["train_time_s"],
-        "train_images_per_s": history["images_seen"] / max(history["train_time_s"], 1e-9),
-        "first_step_s": first_step_s,  # data loading + compilation + one step, in this (re)start
-        "model": config.model.name,
-        "dataset": config.dataset.name,
+        "best_validation_accuracy": p.history["best_validation_accuracy"],
+        "num_params": run.num_params,
+        "epochs": run.num_epochs,
+        "steps": int(jax.device_get(p.state.step)),
+        "wall_time_s": time.perf_counter() - p.started,  # this process's time since it (re)started
+        "train_time_s": p.history["train_time_s"],
+        "train_images_per_s": p.history["images_seen"] / max(p.history["train_time_s"], 1e-9),
+        "first_step_s": p.first_step_s,  # data loading + compilation + one step, in this (re)start
+        "model": run.model_name,
+        "dataset": run.dataset_name,
         "backend": jax.default_backend(),
         "devices": jax.device_count(),
-        "processes": pc,
+        "processes": jax.process_count(),
     }
     summary.update({f"test_{k}": v for k, v in test.items() if k.startswith("top")})
-    if lead:
-        write_json(os.path.join(workdir, "summary.json"), summary)
-        print(f"test accuracy {test['accuracy']:.4f} on {test['count']} images; {num_params:,} parameters; "
-              f"{summary['wall_time_s']:.1f} s; summary in {os.path.join(workdir, 'summary.json')}", flush=True)
+    if run.lead:
+        path = os.path.join(run.workdir, SUMMARY_FILE)
+        write_json(path, summary)
+        print(f"test accuracy {test['accuracy']:.4f} on {test['count']} images; {run.num_params:,} parameters; "
+              f"{summary['wall_time_s']:.1f} s; summary in {path}", flush=True)
     return summary

@@ -127,10 +127,10 @@ def train_seeds(configs, workdirs) -> list[dict]:
     state = stack_states([create_train_state(c, model, image_shape, steps * num_epochs, steps) for c in configs])
     num_params = count_params(jax.tree.map(lambda p: p[0], state.params))
     step_fn = jax.jit(jax.vmap(functools.partial(
-        train_step_and_sum, label_smoothing=float(config.get("label_smoothing", 0.0)), augment_fn=augment_fn,
+        train_step_and_sum, loss=config.loss, label_smoothing=float(config.get("label_smoothing", 0.0)), augment_fn=augment_fn,
         ema_decay=float(config.get("ema_decay", 0.0)))), donate_argnums=(0, 1))
     top_k = (1, 5) if dataset.num_classes > 10 else (1,)
-    eval_fn = jax.jit(jax.vmap(functools.partial(eval_step, use_ema=bool(config.get("eval_with_ema", False)),
+    eval_fn = jax.jit(jax.vmap(functools.partial(eval_step, loss=config.loss, use_ema=bool(config.get("eval_with_ema", False)),
                                                  top_k=top_k), in_axes=(0, None)))
 
     for w in workdirs:

@@ -136,7 +136,7 @@ def no_training_loop(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the training loop started")
 
-    monkeypatch.setattr(train_lib, "_train_loop", forbidden)
+    monkeypatch.setattr(train_lib, "_train_epoch", forbidden)
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def no_training(monkeypatch):
         raise AssertionError("got past the config checks")
 
     monkeypatch.setattr(train_lib, "get_dataset", forbidden)
-    monkeypatch.setattr(train_lib, "_train_loop", forbidden)
+    monkeypatch.setattr(train_lib, "_train_epoch", forbidden)
 
 
 @pytest.mark.parametrize("field, value, message", BAD_VALUES)
