@@ -87,13 +87,39 @@ def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
 
 
+def latest_dir(workdir: str) -> str:
+    """``workdir/checkpoints/latest``: the newest checkpoints, one ``<step>/{state,data}`` folder each."""
+    return os.path.join(workdir, "checkpoints", "latest")
+
+
+def read_newest_verified(workdir: str) -> dict:
+    """The arrays of the newest checkpoint of ``workdir`` (another run's), checked against its saved digest.
+
+    Read only: nothing in ``workdir`` is created, moved or cleaned up. Errors name ``init_from``, the field
+    that points at another run's workdir.
+    """
+    root = latest_dir(workdir)
+    steps = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+    if not steps:
+        raise FileNotFoundError(f"init_from={workdir!r} has no checkpoints in {root}")
+    step, step_dir = steps[-1], os.path.join(root, str(steps[-1]))
+    tree = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(step_dir, "state")))
+    try:
+        with open(os.path.join(step_dir, "data", "metadata")) as f:
+            data = json.load(f)
+        verify_digest(step, tree, data)
+    except (OSError, ValueError) as e:
+        raise CorruptCheckpointError(f"init_from={workdir!r}: the checkpoint at step {step} cannot be trusted "
+                                     f"({e}); use another workdir or an earlier checkpoint") from None
+    return tree
+
+
 class Checkpoints:
     """The latest-N and best-by-validation checkpoint managers of one workdir."""
 
     def __init__(self, workdir: str, keep: int = 2):
-        root = os.path.join(workdir, "checkpoints")
-        self.latest = _manager(os.path.join(root, "latest"), keep, best=False)
-        self.best_dir = os.path.join(root, "best")
+        self.latest = _manager(latest_dir(workdir), keep, best=False)
+        self.best_dir = os.path.join(workdir, "checkpoints", "best")
         self._best = None
 
     def save(self, step: int, tree, data: dict) -> None:

@@ -4,36 +4,12 @@ for a transfer backbone (seed 003)."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
-from cnnjax.training.checkpoint import CorruptCheckpointError, verify_digest
-
-
-def _latest_step_dir(workdir: str) -> tuple[int, str]:
-    root = os.path.join(workdir, "checkpoints", "latest")
-    steps = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
-    if not steps:
-        raise FileNotFoundError(f"init_from={workdir!r} has no checkpoints in {root}")
-    return steps[-1], os.path.join(root, str(steps[-1]))
-
-
-def read_verified_state(workdir: str) -> dict:
-    """The arrays of the newest checkpoint of ``workdir``, after checking them against its saved digest."""
-    step, step_dir = _latest_step_dir(workdir)
-    tree = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(step_dir, "state")))
-    try:
-        with open(os.path.join(step_dir, "data", "metadata")) as f:
-            data = json.load(f)
-        verify_digest(step, tree, data)
-    except (OSError, ValueError) as e:
-        raise CorruptCheckpointError(f"init_from={workdir!r}: the checkpoint at step {step} cannot be trusted "
-                                     f"({e}); use another workdir or an earlier checkpoint") from None
-    return tree
+from cnnjax.training.checkpoint import read_newest_verified
 
 
 def read_pretrained(path: str) -> dict:
@@ -45,7 +21,7 @@ def read_pretrained(path: str) -> dict:
             raise FileNotFoundError(f"init_from={path!r} does not exist")
         return torchvision_resnet_to_flax(path, include_top=False)
     if os.path.isdir(path):
-        tree = read_verified_state(path)
+        tree = read_newest_verified(path)
         return {"params": tree["params"], "batch_stats": tree.get("batch_stats", {}) or {}}
     raise ValueError(f"init_from={path!r} must be a workdir with checkpoints or a torchvision .pth file")
 
