@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import math
 import os
 import signal
 import threading
@@ -30,8 +29,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cnnjax.data.augment import make_augmentation
-from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
-from cnnjax.data.sources import Dataset, get_dataset
+from cnnjax.data.run_input import RunInput
+from cnnjax.data.sources import get_dataset
 from cnnjax.models import get_model
 from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
@@ -178,28 +177,10 @@ def trainable_mask_for(config, model, image_shape):
     return {k: jax.tree_util.tree_map(lambda _, t=k not in frozen: t, v) for k, v in shapes.items()}
 
 
-def decode_workers(config) -> dict:
-    """grain threads / worker processes that decode images (``dataset.num_threads``/``num_workers``)."""
-    return {"num_threads": int(config.dataset.num_threads), "num_workers": int(config.dataset.num_workers)}
-
-
-def evaluate(eval_fn, state, source, batch_size: int, mesh, workers=None) -> dict:
-    """Loss and top-k accuracy (each ``k`` that ``eval_fn`` counts) over every example of ``source``.
-
-    None is dropped, none repeated: each process evaluates its own strided shard; every process runs the
-    same number of batches (padding batches are fully masked).
-    """
-    pc, pi = jax.process_count(), jax.process_index()
-    workers = workers or {}
-    local = batch_size // pc
-    num_batches = math.ceil(math.ceil(len(source) / pc) / local)
+def evaluate(eval_fn, state, batches, mesh) -> dict:
+    """Loss and top-k accuracy (each ``k`` that ``eval_fn`` counts) over masked ``batches`` (``RunInput.eval_batches``)."""
     totals = None
-    batches = eval_batches(source, local, process_index=pi, process_count=pc, **workers)
-    for i in range(num_batches):
-        batch = next(batches, None)
-        if batch is None:  # this process has run out: a fully masked batch keeps collectives in step
-            batch = next(eval_batches(source, local))
-            batch["mask"] = np.zeros_like(batch["mask"])
+    for batch in batches:
         out = eval_fn(state, mesh_lib.shard_batch(batch, mesh))
         totals = out if totals is None else jax.tree_util.tree_map(jnp.add, totals, out)
     totals = jax.device_get(totals)
@@ -222,7 +203,6 @@ class RunSpec:
     seed: int
     num_epochs: int
     batch_size: int  # global, over every process
-    eval_batch_size: int
     steps_per_epoch: int
     checkpoint_every_steps: int  # 0: epoch ends only
     checkpoint_keep: int
@@ -233,7 +213,6 @@ class RunSpec:
     ema_decay: float
     eval_with_ema: bool
     augment_fn: Callable | None
-    decode_workers: dict  # grain threads / processes decoding images
     top_k: tuple[int, ...]
     identity: dict  # what a checkpoint must match to be resumed
     num_params: int
@@ -263,7 +242,7 @@ class Progress:
 class Loop:
     """The objects one run's loop works with."""
 
-    dataset: Dataset
+    input: RunInput  # the data set, its batch sizes and decoding workers
     mesh: jax.sharding.Mesh
     step_fn: Callable  # (state, sums, batch) -> (state, sums, metrics), jitted, donating state and sums
     eval_fn: Callable  # (state, batch) -> masked sums, jitted
@@ -289,7 +268,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     dataset = get_dataset(config.dataset)
     check_dataset(config, dataset)
     mesh = mesh_lib.make_mesh()
-    run, state = describe_run(config, workdir, dataset, mesh)
+    run_input = RunInput.from_config(config, dataset)
+    run, state = describe_run(config, workdir, run_input, mesh)
 
     prepare_workdir(workdir)
     lock = _lock_workdir(workdir)
@@ -301,7 +281,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if run.lead and not check_same_run(config, workdir):
             write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
         with StopSignals() as stop:
-            return _train(run, dataset, mesh, state, stop)
+            return _train(run, run_input, mesh, state, stop)
     finally:
         lock.release()
 
@@ -314,13 +294,11 @@ def _finished_run(config, workdir: str, message: str) -> dict | None:
     return done
 
 
-def describe_run(config, workdir: str, dataset, mesh) -> tuple[RunSpec, TrainState]:
+def describe_run(config, workdir: str, run_input: RunInput, mesh) -> tuple[RunSpec, TrainState]:
     """Read ``config`` once: the run's description and its initial (or pretrained) state."""
-    batch_size, eval_batch_size = int(config.batch_size), int(config.eval_batch_size)
-    mesh_lib.check_batch_size(batch_size, mesh)
-    mesh_lib.check_batch_size(eval_batch_size, mesh, "eval_batch_size")
-    pc = jax.process_count()
-    steps = steps_per_epoch(len(dataset.train), batch_size // pc, pc)
+    mesh_lib.check_batch_size(run_input.batch_size, mesh)
+    mesh_lib.check_batch_size(run_input.eval_batch_size, mesh, "eval_batch_size")
+    dataset, steps = run_input.dataset, run_input.steps_per_epoch
     model = build_model(config, dataset.num_classes)
     augment_fn = _make_augment_fn(config)
     image_shape = tuple(dataset.image_shape)
@@ -329,12 +307,12 @@ def describe_run(config, workdir: str, dataset, mesh) -> tuple[RunSpec, TrainSta
     if config.init_from:
         state = load_pretrained(state, config.init_from)
     run = RunSpec(
-        workdir=workdir, seed=int(config.seed), num_epochs=int(config.num_epochs), batch_size=batch_size,
-        eval_batch_size=eval_batch_size, steps_per_epoch=steps,
+        workdir=workdir, seed=int(config.seed), num_epochs=int(config.num_epochs), batch_size=run_input.batch_size,
+        steps_per_epoch=steps,
         checkpoint_every_steps=int(config.checkpoint_every_steps), checkpoint_keep=int(config.checkpoint_keep),
         progress_bar=bool(config.progress_bar), tensorboard=bool(config.tensorboard),
         loss=config.loss, label_smoothing=float(config.label_smoothing), ema_decay=float(config.ema_decay),
-        eval_with_ema=bool(config.eval_with_ema), augment_fn=augment_fn, decode_workers=decode_workers(config),
+        eval_with_ema=bool(config.eval_with_ema), augment_fn=augment_fn,
         top_k=(1, 5) if dataset.num_classes > 10 else (1,),
         identity=checkpoint_identity(config, state, image_shape, dataset.num_classes),
         num_params=count_params(state.params), model_name=config.model.name, dataset_name=config.dataset.name)
@@ -361,7 +339,7 @@ def _lock_workdir(workdir: str) -> WorkdirLock:
     return lock
 
 
-def _train(run: RunSpec, dataset, mesh, state, stop: StopSignals) -> dict:
+def _train(run: RunSpec, run_input: RunInput, mesh, state, stop: StopSignals) -> dict:
     """Resume from the newest verified checkpoint (if any), train every epoch left, test, summarise."""
     checkpoints = Checkpoints(run.workdir, keep=run.checkpoint_keep)
     writer = None
@@ -376,7 +354,7 @@ def _train(run: RunSpec, dataset, mesh, state, stop: StopSignals) -> dict:
                                             augment_fn=run.augment_fn, ema_decay=run.ema_decay),
                           donate_argnums=(0, 1))
         eval_fn = jax.jit(functools.partial(eval_step, loss=run.loss, use_ema=run.eval_with_ema, top_k=run.top_k))
-        loop = Loop(dataset, mesh, step_fn, eval_fn, writer, checkpoints, stop)
+        loop = Loop(run_input, mesh, step_fn, eval_fn, writer, checkpoints, stop)
         progress.started = time.perf_counter()
         while progress.epoch < run.num_epochs:
             _train_epoch(run, loop, progress)
@@ -431,12 +409,11 @@ def _count_training_time(run: RunSpec, progress: Progress, since: float, steps: 
 
 def _train_epoch(run: RunSpec, loop: Loop, p: Progress) -> None:
     """Train the rest of epoch ``p.epoch`` from batch ``p.batch``; periodic checkpoints; stop on a signal."""
-    pc, pi, steps = jax.process_count(), jax.process_index(), run.steps_per_epoch
+    steps = run.steps_per_epoch
     bar = tqdm(total=steps, initial=p.batch, desc=f"epoch {p.epoch + 1}/{run.num_epochs}", unit="step",
                leave=False, disable=not (run.lead and run.progress_bar))
     t0, done_here = time.perf_counter(), 0
-    batches = train_batches(loop.dataset.train, run.batch_size // pc, seed=run.seed, epoch=p.epoch,
-                            start_batch=p.batch, process_index=pi, process_count=pc, **run.decode_workers)
+    batches = loop.input.train_batches(seed=run.seed, epoch=p.epoch, start_batch=p.batch)
     for i, batch in enumerate(batches, start=p.batch):
         p.state, p.sums, metrics = loop.step_fn(p.state, p.sums, mesh_lib.shard_batch(batch, loop.mesh))
         p.batch = i + 1
@@ -476,8 +453,8 @@ def _end_epoch(run: RunSpec, loop: Loop, p: Progress) -> None:
     p.sums = mesh_lib.replicate(new_train_sums(), loop.mesh)
     p.epoch, p.batch = epoch, 0
     val = None
-    if loop.dataset.validation is not None:
-        val = _evaluate_split(run, loop, p.state, loop.dataset.validation)
+    if loop.input.dataset.validation is not None:
+        val = _evaluate_split(loop, p.state, loop.input.dataset.validation)
         loop.writer.write(step, "validation", {"epoch": epoch, **val})
         best = p.history["best_validation_accuracy"]
         p.history["best_validation_accuracy"] = val["accuracy"] if best is None else max(best, val["accuracy"])
@@ -494,13 +471,13 @@ def _end_epoch(run: RunSpec, loop: Loop, p: Progress) -> None:
         raise TrainingInterrupted(int(jax.device_get(p.state.step)), loop.stop.signum)
 
 
-def _evaluate_split(run: RunSpec, loop: Loop, state, source) -> dict:
-    return evaluate(loop.eval_fn, state, source, run.eval_batch_size, loop.mesh, run.decode_workers)
+def _evaluate_split(loop: Loop, state, source) -> dict:
+    return evaluate(loop.eval_fn, state, loop.input.eval_batches(source), loop.mesh)
 
 
 def _summarise(run: RunSpec, loop: Loop, p: Progress) -> dict:
     """Evaluate on the test split; write and return the summary."""
-    test = _evaluate_split(run, loop, p.state, loop.dataset.test)
+    test = _evaluate_split(loop, p.state, loop.input.dataset.test)
     loop.writer.write(int(p.state.step), "test", test)
     summary = {
         "test_accuracy": test["accuracy"],

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 
+from cnnjax.data.run_input import RunInput
 from cnnjax.data.sources import get_dataset
 from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import read_newest_verified
@@ -13,7 +14,8 @@ from tests.conftest import synthetic_config
 def test_init_from_with_ema_starts_at_the_loaded_params_in_separate_buffers_and_trains(synthetic_run, tmp_path):
     _, source, _ = synthetic_run
     config = synthetic_config(**{"model.kwargs": {"dropout": 0.1}, "ema_decay": 0.9, "init_from": str(source)})
-    _, state = describe_run(config, str(tmp_path / "w"), get_dataset(config.dataset), mesh_lib.make_mesh())
+    run_input = RunInput.from_config(config, get_dataset(config.dataset))
+    _, state = describe_run(config, str(tmp_path / "w"), run_input, mesh_lib.make_mesh())
     loaded = jax.tree_util.tree_leaves(read_newest_verified(str(source))["params"])
     params, ema = jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(state.ema_params)
     assert len(params) == len(ema) == len(loaded)
