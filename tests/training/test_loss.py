@@ -52,3 +52,25 @@ def test_unknown_loss_is_one_line():
     message = "loss='hinge' is unknown; allowed: softmax_cross_entropy, sigmoid_binary_cross_entropy"
     with pytest.raises(ValueError, match=f"^{message}$"):
         check_config(config)
+
+
+def test_the_loop_trains_and_evaluates_with_the_configured_loss(tmp_path, monkeypatch):
+    """``config.loss`` reaches both jitted steps of ``train_and_evaluate`` (spied, the real steps still run)."""
+    from cnnjax.training import train as train_lib
+    from tests.conftest import synthetic_config
+
+    seen = []
+
+    def spy(step):
+        def wrapped(*args, **kwargs):
+            seen.append((step.__name__, kwargs["loss"]))
+            return step(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(train_lib, "train_step_and_sum", spy(train_lib.train_step_and_sum))
+    monkeypatch.setattr(train_lib, "eval_step", spy(train_lib.eval_step))
+    config = synthetic_config(loss="sigmoid_binary_cross_entropy", checkpoint_every_steps=0)
+    summary = train_lib.train_and_evaluate(config, str(tmp_path / "w"))
+    assert {name for name, _ in seen} == {"train_step_and_sum", "eval_step"}
+    assert {loss for _, loss in seen} == {"sigmoid_binary_cross_entropy"}
+    assert summary["steps"] == 8
