@@ -31,6 +31,10 @@ RESULT_NEUTRAL_FIELDS = (
     "dataset.check_images",
 )
 
+# Fields added to the config after runs were first recorded, with the value every run recorded before them
+# used: a saved config.json without the field compares as if it held that value (such a workdir still resumes).
+ADDED_FIELDS = {"loss": "softmax_cross_entropy"}
+
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 
@@ -68,7 +72,7 @@ def config_differences(saved: dict, config) -> list[str]:
     for field in sorted(set(old) | set(new)):
         if field in RESULT_NEUTRAL_FIELDS:
             continue
-        a, b = old.get(field, _ABSENT), new.get(field, _ABSENT)
+        a, b = old.get(field, ADDED_FIELDS.get(field, _ABSENT)), new.get(field, _ABSENT)
         if a != b or isinstance(a, bool) != isinstance(b, bool):
             show = [("(absent)" if v is _ABSENT else repr(v)) for v in (a, b)]
             lines.append(f"{field}: {show[0]} in the workdir's run, {show[1]} now")
