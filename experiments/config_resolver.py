@@ -143,15 +143,19 @@ def _one_line_cnnjax_warnings() -> None:
 
 
 def run_app(main) -> None:
-    """Resolve ``--config``, run the absl ``main``; user mistakes and interrupts end with one line."""
+    """Apply the entry points' process defaults, resolve ``--config``, run the absl ``main``; user mistakes and
+    interrupts end with one line."""
     import sys
 
     from absl import app
 
+    from experiments import process_defaults
+
     _one_line_cnnjax_warnings()
     try:
+        process_defaults.apply()  # before anything runs on JAX
         sys.argv = resolve_argv(sys.argv)
-    except UnknownConfigError as e:
+    except (UnknownConfigError, ValueError, PermissionError) as e:
         sys.exit(f"error: {e}")
     try:
         app.run(main, flags_parser=_parse_flags)

@@ -71,3 +71,15 @@ def test_compilation_cache_is_written_then_reused_and_can_be_turned_off(tmp_path
     assert {e: os.stat(cache / e).st_mtime_ns for e in sorted(os.listdir(cache))
             if not e.endswith("-atime")} == {e: t for e, t in mtimes.items() if not e.endswith("-atime")}
     assert _python(code, {process_defaults.CACHE_DIR: ""}) == "None"
+
+
+def test_every_entry_point_applies_the_defaults(tmp_path):
+    """experiments.run/sweep/summary/report all start through config_resolver.run_app."""
+    code = ("import os, sys; from experiments.config_resolver import run_app; sys.argv = ['x']; "
+            "run_app(lambda argv: print(repr(os.environ.get('XLA_FLAGS')), "
+            "__import__('jax').config.jax_compilation_cache_dir))")
+    out = _python(code, {process_defaults.CACHE_DIR: str(tmp_path)})
+    assert out == f"{process_defaults.YNN_OFF!r} {tmp_path}"
+    for entry in ("run", "sweep", "summary", "report"):
+        source = open(os.path.join(ROOT, "experiments", f"{entry}.py")).read()
+        assert "run_app(main)" in source, entry
