@@ -11,8 +11,9 @@ The seed's neon program::
 How the output is meant to be used: the model returns the Affine layer's pre-activation ``z`` (float32
 logits), like every model in the zoo, so the standard softmax cross-entropy training loop works as is.
 The seed's form is one independent logistic unit per class, ``p_k = sigmoid(z_k)``, trained with binary
-cross-entropy against one-hot targets: :func:`binary_cross_entropy` (numerically stable, on logits) and
-:func:`class_probabilities`. The predicted class is ``argmax z`` either way. The seed's input
+cross-entropy against one-hot targets: train with ``config.loss = "sigmoid_binary_cross_entropy"``
+(``cnnjax.training.steps``, numerically stable, on logits); ``jax.nn.sigmoid(z)`` gives the units'
+probabilities. The predicted class is ``argmax z`` either way. The seed's input
 normaliser (``divisor=128``, for 0..255 pixels) is not needed here: cnnjax images are already in [0, 1].
 """
 
@@ -21,34 +22,13 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import optax
 
 from cnnjax.layers import MaxPool, ModuleDef, conv_variant
 from cnnjax.models.common import check_input, require_module_defs
 
 #: The seed's convolution: 3x3, dilation 2.
 SEED_CONV = conv_variant("dilated:2")
-
-
-def binary_cross_entropy(logits, labels, num_classes: int | None = None):
-    """Seed 001's cost: mean over examples of ``sum_k BCE(sigmoid(z_k), onehot_k)``.
-
-    ``labels``: integer class ids ``(N,)`` (one-hot encoded here) or targets ``(N, K)`` in [0, 1].
-    """
-    logits = jnp.asarray(logits, jnp.float32)
-    labels = jnp.asarray(labels)
-    if labels.ndim == logits.ndim - 1:
-        labels = jax.nn.one_hot(labels, num_classes or logits.shape[-1])
-    if labels.shape != logits.shape:
-        raise ValueError(f"labels.shape={labels.shape} must be (N,) class ids or match logits.shape={logits.shape}")
-    return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1))
-
-
-def class_probabilities(logits):
-    """The Logistic output units: ``sigmoid(z_k)``, independent per class (they need not sum to 1)."""
-    return jax.nn.sigmoid(logits)
 
 
 class DilatedCNN(nn.Module):

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from cnnjax.data.pipeline import steps_per_epoch
 from cnnjax.data.sources import Dataset, get_dataset, materialize
 from cnnjax.plots import new_figure, plot_image_grid
-from cnnjax.training.checkpoint import Checkpoints, abstract_tree
+from cnnjax.training.checkpoint import Checkpoints, abstract_tree, latest_dir
 from cnnjax.training.metrics import read_metrics
 from cnnjax.training.steps import preprocess
 from cnnjax.training.train import build_model, checkpoint_identity, create_train_state, trainable_mask_for
@@ -37,7 +37,7 @@ def check_run_dir(workdir: str, need_checkpoints: bool = False) -> str:
         if not os.path.exists(os.path.join(workdir, name)):
             raise FileNotFoundError(f"workdir={workdir!r} has no {name}: it is not the workdir of a run "
                                     "(python -m experiments.run --config=NAME --workdir=DIR writes one)")
-    if need_checkpoints and not os.path.isdir(os.path.join(workdir, "checkpoints", "latest")):
+    if need_checkpoints and not os.path.isdir(latest_dir(workdir)):
         raise FileNotFoundError(f"workdir={workdir!r} has no checkpoints/latest: a confusion matrix needs the "
                                 "trained weights of a CNN run")
     return workdir

@@ -441,19 +441,6 @@ def test_lenet5_classic_pads_28_to_32_and_accepts_32():
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-def test_dilated_cnn_bce_helper():
-    from cnnjax.models.dilated import binary_cross_entropy, class_probabilities
-
-    logits = jnp.array([[2.0, -1.0, 0.5]])
-    labels = jnp.array([0])
-    p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.5])))
-    expected = -(np.log(p[0]) + np.log(1 - p[1]) + np.log(1 - p[2]))
-    np.testing.assert_allclose(binary_cross_entropy(logits, labels), expected, rtol=1e-6)
-    np.testing.assert_allclose(class_probabilities(logits)[0], p, rtol=1e-6)
-    with pytest.raises(ValueError, match="labels.shape"):
-        binary_cross_entropy(logits, jnp.zeros((1, 2)))
-
-
 def test_dilated_cnn_layer_shapes():
     model = get_model("dilated_cnn")
     params = abstract_init(model, (1, 28, 28, 1))["params"]
