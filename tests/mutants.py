@@ -77,7 +77,8 @@ T_RESUME = ("tests/training/test_resume.py::test_checkpoints_restore_the_newest_
             "tests/training/test_resume.py::test_synthetic_run_is_far_from_its_start")
 T_LOOP = ("tests/training/test_optim_features.py::test_the_run_trains_with_the_configured_step",
           "tests/training/test_optim_features.py::test_evaluation_never_augments") + T_RESUME
-T_NAN = ("tests/training/test_errors_and_freezing.py::test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint",)
+T_NAN = ("tests/training/test_errors_and_freezing.py::test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint",
+         "tests/training/test_train_step.py::test_first_nonfinite_step_names_the_step_that_went_bad")
 T_FROZEN = ("tests/training/test_errors_and_freezing.py::test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged",)
 
 T_FAST = ("tests/ops/test_fast_paths.py",)

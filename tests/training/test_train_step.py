@@ -156,3 +156,43 @@ def test_sgd_and_adamw_build():
     # gradient clipping by global norm: a gradient of norm 2.29 clipped to 1 before SGD
     (d1,), _ = _updates("sgd", [g1], learning_rate=lr, momentum=0.0, grad_clip_norm=1.0)
     np.testing.assert_allclose(d1, -lr * g1 / np.linalg.norm(g1), rtol=1e-5)
+
+
+def test_batchnorm_running_statistics_are_the_training_forward_passs():
+    """The step keeps the BatchNorm statistics of its own training forward pass (flax's mutable apply on the
+    same images and parameters), not the old ones."""
+    from cnnjax.training.steps import preprocess
+
+    ds = synthetic_dataset(num_train=128)
+    model = get_model("small_cnn", num_classes=10)
+    state = create_train_state(_config(), model, (28, 28, 1), total_steps=1)
+    batch = next(train_batches(ds.train, 64, seed=0, epoch=0))
+    before = jax.tree_util.tree_map(np.asarray, state.batch_stats)
+    dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))[1]  # as the step draws it
+    _, expected = jax.jit(lambda s: model.apply(s.variables(), preprocess(batch["image"]), train=True,
+                                                rngs={"dropout": dropout_rng}, mutable=["batch_stats"]))(state)
+    new, _ = jax.jit(train_step)(state, batch)
+    leaves = jax.tree_util.tree_leaves_with_path(new.batch_stats)
+    assert len(leaves) >= 8
+    for (path, got), want, old in zip(leaves, jax.tree_util.tree_leaves(expected["batch_stats"]),
+                                      jax.tree_util.tree_leaves(before)):
+        assert not np.array_equal(got, old), jax.tree_util.keystr(path)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=jax.tree_util.keystr(path))
+
+
+def test_first_nonfinite_step_names_the_step_that_went_bad():
+    """Steps count from 1: weights made NaN before the 3rd step make step 3 the first bad one, and it stays 3."""
+    from cnnjax.training.steps import new_train_sums, train_step_and_sum
+
+    ds = synthetic_dataset(num_train=128)
+    state = create_train_state(_config(), get_model("lenet5", num_classes=10), (28, 28, 1), total_steps=4)
+    batch = next(train_batches(ds.train, 32, seed=0, epoch=0))
+    step = jax.jit(train_step_and_sum)
+    sums = new_train_sums()
+    for _ in range(2):
+        state, sums, _ = step(state, sums, batch)
+    assert int(sums["first_nonfinite_step"]) == -1
+    state = state.replace(params=jax.tree_util.tree_map(lambda p: jnp.full_like(p, jnp.nan), state.params))
+    for _ in range(2):
+        state, sums, _ = step(state, sums, batch)
+    assert int(sums["first_nonfinite_step"]) == 3
