@@ -42,7 +42,7 @@ def test_lenet_config_has_required_fields():
     assert c.optimizer.learning_rate > 0
     base = base_config()  # the lectures' optimizer is every config's default
     assert base.optimizer.name == "adam" and base.optimizer.learning_rate == 1e-3
-    with pytest.raises(ValueError, match="config argument 'bogus' is unknown"):
+    with pytest.raises(ValueError, match=r"config argument\(s\) 'bogus' unknown for lenet; allowed: runlocal"):
         lenet.get_config("bogus")
 
 

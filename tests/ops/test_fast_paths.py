@@ -223,9 +223,11 @@ def transpose_case(draw):
     window = tuple(draw(st.integers(1, 4)) for _ in range(nd))
     stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
-    padding = tuple(draw(st.integers(0, d * (k - 1))) for k, d in zip(window, dilation))
-    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
     spatial = tuple(draw(st.integers(2, 6)) for _ in range(nd))
+    # H_out = (H - 1) S - 2 P + D (k - 1) + op + 1 >= 1 bounds the padding
+    padding = tuple(draw(st.integers(0, min(d * (k - 1), ((h - 1) * s + d * (k - 1)) // 2)))
+                    for k, d, s, h in zip(window, dilation, stride, spatial))
+    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
     return ((draw(st.integers(1, 2)), *spatial, c_in), (*window, c_out // groups, c_in),
             dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups))
 

@@ -10,9 +10,7 @@ import os
 import shutil
 import signal
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax.training import train as train_lib
@@ -24,7 +22,7 @@ from cnnjax.training.run_identity import (
     finished_summary,
 )
 from cnnjax.training.train import TrainingInterrupted, train_and_evaluate
-from tests.training.reliability_helpers import results, tiny_config, tree_digest
+from tests.training.run_helpers import assert_same_run, checkpoint_steps, tiny_config, tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -190,24 +188,6 @@ def test_refused_start_on_a_new_folder_creates_nothing(tmp_path):
 
 
 # ---------------------------------------------------------------- damaged checkpoints
-
-def checkpoint_steps(workdir) -> list[int]:
-    return sorted(int(d) for d in os.listdir(workdir / "checkpoints" / "latest") if d.isdigit())
-
-
-def final_arrays(workdir) -> dict:
-    state = workdir / "checkpoints" / "latest" / str(max(checkpoint_steps(workdir))) / "state"
-    tree = ocp.StandardCheckpointer().restore(str(state))
-    return {jax.tree_util.keystr(p): np.asarray(a) for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def assert_same_run(workdir, reference):
-    assert results(workdir) == results(reference)
-    mine, theirs = final_arrays(workdir), final_arrays(reference)
-    assert mine.keys() == theirs.keys()
-    for k in mine:
-        np.testing.assert_array_equal(mine[k], theirs[k], err_msg=k)
-
 
 def flip_bytes(workdir, step: int, count: int = 64) -> str:
     """Invert ``count`` bytes in the middle of the largest array file of checkpoint ``step`` (bit rot that

@@ -13,7 +13,7 @@ import pytest
 
 from cnnjax.training.workdir_lock import WorkdirBusyError, WorkdirLock
 from tests.conftest import REPO_ROOT
-from tests.training.reliability_helpers import CLI_ARGS, cli, results, run_cli, tree_digest
+from tests.training.run_helpers import CLI_ARGS, cli, results, run_cli, tree_digest
 
 
 def wait_for(predicate, proc, timeout=240):

@@ -15,13 +15,12 @@ import sys
 import time
 import warnings
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax.training.train import train_and_evaluate
 from tests.conftest import REPO_ROOT
+from tests.training.run_helpers import assert_same_run, checkpoint_steps, results
 
 # 2048 real Fashion-MNIST images, batch 64 -> 32 steps per epoch, 2 epochs, a checkpoint every 4 steps.
 # EMA 0.9 (not the recipe's 0.999, whose average after 64 steps is still the initial weights, at chance
@@ -30,42 +29,6 @@ ARGS = ["--config=lenet", "--config.progress_bar=False", "--config.num_epochs=2"
         "--config.dataset.train_limit=2048", "--config.dataset.test_limit=1000", "--config.dataset.validation_size=512",
         "--config.checkpoint_every_steps=4", "--config.tensorboard=False", "--config.augment.hflip=True",
         "--config.augment.shift_pixels=2", "--config.ema_decay=0.9"]
-SUMMARY_KEYS = ("test_accuracy", "test_loss", "test_count", "best_validation_accuracy", "steps", "num_params", "epochs")
-
-
-def records(workdir):
-    """metrics.jsonl without the wall-clock times."""
-    lines = (workdir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in lines]
-
-
-def results(workdir):
-    summary = json.loads((workdir / "summary.json").read_text())
-    return {k: summary[k] for k in SUMMARY_KEYS}, records(workdir)
-
-
-def checkpoint_steps(workdir):
-    root = workdir / "checkpoints" / "latest"
-    if not root.exists():
-        return []
-    return sorted(int(d) for d in os.listdir(root) if d.isdigit())
-
-
-def final_arrays(workdir):
-    """Every array of the newest checkpoint (params, BatchNorm statistics, optimizer state, EMA, rng)."""
-    state = workdir / "checkpoints" / "latest" / str(max(checkpoint_steps(workdir))) / "state"
-    tree = ocp.StandardCheckpointer().restore(str(state))
-    return {jax.tree_util.keystr(p): np.asarray(a) for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def assert_same_run(workdir, reference):
-    assert results(workdir) == results(reference)
-    mine, theirs = final_arrays(workdir), final_arrays(reference)
-    assert mine.keys() == theirs.keys() and any(k.startswith("['ema_params']") for k in mine)
-    for k in mine:
-        np.testing.assert_array_equal(mine[k], theirs[k], err_msg=k)
-
-
 def rewind(workdir, step):
     """Make a finished workdir look interrupted after ``step``: later checkpoints and the summary removed."""
     for later in (s for s in checkpoint_steps(workdir) if s > step):
@@ -92,7 +55,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_exact(synthetic_run, tmp_path, ca
     capsys.readouterr()
     train_and_evaluate(config, str(workdir))
     assert "resumed from the checkpoint at step 4 (epoch 1, batch 4)" in capsys.readouterr().out
-    assert_same_run(workdir, reference)
+    assert_same_run(workdir, reference, with_ema=True)
 
 
 def test_truncated_latest_checkpoint_falls_back(synthetic_run, tmp_path, capsys, caplog):
@@ -119,7 +82,7 @@ def test_truncated_latest_checkpoint_falls_back(synthetic_run, tmp_path, capsys,
     assert any("checkpoint at step 12 is unreadable" in m and "falling back to the previous one" in m
                for m in messages), messages
     assert "resumed from the checkpoint at step 10 (epoch 2, batch 4)" in capsys.readouterr().out
-    assert_same_run(workdir, reference)
+    assert_same_run(workdir, reference, with_ema=True)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -216,7 +179,7 @@ def test_sigkill_mid_epoch_resumes_exactly(uninterrupted, tmp_path):
     assert "resumed from the checkpoint at step" in r.stdout
     resumed_step = int(r.stdout.split("resumed from the checkpoint at step ")[1].split()[0])
     assert resumed_step % 32 != 0, "expected a mid-epoch checkpoint"
-    assert_same_run(tmp_path, uninterrupted)
+    assert_same_run(tmp_path, uninterrupted, with_ema=True)
 
 
 def test_best_checkpoint_kept(uninterrupted):
