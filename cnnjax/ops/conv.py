@@ -14,12 +14,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from cnnjax.ops import fast
-from cnnjax.ops.args import (  # noqa: F401 - as_tuple, check_positive_int, floating_input re-exported for layers
+from cnnjax.ops.args import (
     DIMENSION_NUMBERS,
     as_tuple,
     check_bias,
     check_groups,
-    check_positive_int,
     check_ranks,
     check_window_fits,
     floating_input,
