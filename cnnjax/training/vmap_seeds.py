@@ -17,6 +17,7 @@ the backend (``benchmarks/vmap_seeds.py``); the sweep uses it only when asked (`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -99,13 +100,25 @@ def _records_jsonl(records) -> str:
     return "".join(json.dumps(to_python(r)) + "\n" for r in records)
 
 
-def train_seeds(configs, workdirs) -> list[dict]:
-    """Train the seeds of ``configs`` (one config up to its seed) together and write each trial's folder.
+@dataclasses.dataclass
+class SeedGroup:
+    """What the seeds of one config share (read once from ``configs[0]``) and their stacked train state."""
 
-    Returns the summaries, in the order of ``configs``. Every folder must be fresh (no run of its config
-    started yet): resuming is done trial by trial by ``train_and_evaluate``.
-    """
-    configs, workdirs = list(configs), [os.path.abspath(w) for w in workdirs]
+    configs: list
+    workdirs: list
+    dataset: object
+    state: object
+    step_fn: object
+    eval_fn: object
+    top_k: tuple
+    num_params: int
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(c.seed) for c in self.configs]
+
+
+def _check_group(configs, workdirs) -> None:
     if len(configs) != len(workdirs):
         raise ValueError(f"train_seeds: {len(configs)} configs but {len(workdirs)} workdirs")
     check_seed_group(configs)
@@ -115,84 +128,116 @@ def train_seeds(configs, workdirs) -> list[dict]:
         if check_same_run(c, w):
             raise ValueError(f"train_seeds: {w} already holds a run of this config; resume it with "
                              "train_and_evaluate (vmap over seeds starts fresh runs only)")
-    config, seeds = configs[0], [int(c.seed) for c in configs]
+
+
+def _build_group(configs, workdirs) -> SeedGroup:
+    """Data, model, stacked states and the vmapped jitted train / eval steps of a checked group."""
+    config = configs[0]
     dataset = get_dataset(config.dataset)
     check_dataset(config, dataset)
-    batch_size, num_epochs = int(config.batch_size), int(config.num_epochs)
-    eval_batch_size = int(config.get("eval_batch_size", 1000))
-    steps = steps_per_epoch(len(dataset.train), batch_size)
+    steps = steps_per_epoch(len(dataset.train), int(config.batch_size))
     model = build_model(config, dataset.num_classes)
     image_shape = tuple(dataset.image_shape)
-    augment_fn = _make_augment_fn(config)
-    state = stack_states([create_train_state(c, model, image_shape, steps * num_epochs, steps) for c in configs])
-    num_params = count_params(jax.tree.map(lambda p: p[0], state.params))
+    state = stack_states([create_train_state(c, model, image_shape, steps * int(config.num_epochs), steps)
+                          for c in configs])
     step_fn = jax.jit(jax.vmap(functools.partial(
-        train_step_and_sum, loss=config.loss, label_smoothing=float(config.get("label_smoothing", 0.0)), augment_fn=augment_fn,
-        ema_decay=float(config.get("ema_decay", 0.0)))), donate_argnums=(0, 1))
+        train_step_and_sum, loss=config.loss, label_smoothing=float(config.label_smoothing),
+        augment_fn=_make_augment_fn(config), ema_decay=float(config.ema_decay))), donate_argnums=(0, 1))
     top_k = (1, 5) if dataset.num_classes > 10 else (1,)
-    eval_fn = jax.jit(jax.vmap(functools.partial(eval_step, loss=config.loss, use_ema=bool(config.get("eval_with_ema", False)),
+    eval_fn = jax.jit(jax.vmap(functools.partial(eval_step, loss=config.loss, use_ema=bool(config.eval_with_ema),
                                                  top_k=top_k), in_axes=(0, None)))
+    return SeedGroup(configs, workdirs, dataset, state, step_fn, eval_fn, top_k,
+                     count_params(jax.tree.map(lambda p: p[0], state.params)))
 
+
+def _train_epoch(group: SeedGroup, epoch: int, clock: dict):
+    """One epoch of every seed; returns the host copy of the seeds' running sums. ``clock`` accumulates
+    ``first_step_s``, ``train_time_s`` and ``images`` (compilation excluded)."""
+    sums = jax.tree.map(lambda x: jnp.stack([x] * len(group.seeds)), new_train_sums())
+    t0, done_here = time.perf_counter(), 0
+    batch_size = int(group.configs[0].batch_size)
+    for batch in stacked_train_batches(group.dataset.train, batch_size, group.seeds, epoch):
+        group.state, sums, _ = group.step_fn(group.state, sums, batch)
+        if clock["first_step_s"] is None:
+            jax.block_until_ready(group.state)
+            clock["first_step_s"], t0 = time.perf_counter() - clock["start"], time.perf_counter()
+        else:
+            done_here += 1
+    jax.block_until_ready(group.state)
+    clock["train_time_s"] += time.perf_counter() - t0
+    clock["images"] += done_here * batch_size
+    host = jax.device_get(sums)
+    bad = [s for s, f in zip(group.seeds, host["first_nonfinite_step"]) if f >= 0]
+    if bad:
+        raise NonFiniteLossError(f"the training loss became NaN or Inf for seed(s) {bad} (vmap over seeds)")
+    return host
+
+
+def _epoch_records(group: SeedGroup, epoch: int, host, records: list, best: list) -> None:
+    """Append each seed's train (and validation) record of ``epoch``; keep the best validation accuracy."""
+    step = int(jax.device_get(group.state.step)[0])
+    val = (evaluate_seeds(group.eval_fn, group.state, group.dataset.validation,
+                          int(group.configs[0].eval_batch_size), group.top_k)
+           if group.dataset.validation is not None else None)
+    for s in range(len(group.seeds)):
+        count = max(int(host["count"][s]), 1)
+        records[s].append({"step": step, "split": "train", "time": time.time(), "epoch": epoch + 1,
+                           "loss": float(host["loss"][s]) / count, "accuracy": float(host["accuracy"][s]) / count})
+        if val is not None:
+            records[s].append({"step": step, "split": "validation", "time": time.time(), "epoch": epoch + 1,
+                               **val[s]})
+            best[s] = val[s]["accuracy"] if best[s] is None else max(best[s], val[s]["accuracy"])
+
+
+def _write_trials(group: SeedGroup, records: list, best: list, clock: dict) -> list[dict]:
+    """Evaluate every seed on the test split and write each trial's config, metrics and summary."""
+    config = group.configs[0]
+    tests = evaluate_seeds(group.eval_fn, group.state, group.dataset.test, int(config.eval_batch_size), group.top_k)
+    step = int(jax.device_get(group.state.step)[0])
+    summaries = []
+    for s, (c, w) in enumerate(zip(group.configs, group.workdirs)):
+        test = tests[s]
+        records[s].append({"step": step, "split": "test", "time": time.time(), **test})
+        summary = {
+            "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_count": test["count"],
+            "best_validation_accuracy": best[s], "num_params": group.num_params, "epochs": int(config.num_epochs),
+            "steps": step, "wall_time_s": time.perf_counter() - clock["start"], "train_time_s": clock["train_time_s"],
+            "train_images_per_s": clock["images"] / max(clock["train_time_s"], 1e-9),  # per seed; the group ran S x
+            "first_step_s": clock["first_step_s"], "model": config.model.name, "dataset": config.dataset.name,
+            "backend": jax.default_backend(), "devices": 1, "processes": 1, "vmap_seeds": len(group.seeds),
+        }
+        summary.update({f"test_{k}": v for k, v in test.items() if k.startswith("top")})
+        write_json(os.path.join(w, CONFIG_FILE), c.to_dict())
+        with open(os.path.join(w, "metrics.jsonl"), "w") as f:
+            f.write(_records_jsonl(records[s]))
+        write_json(os.path.join(w, SUMMARY_FILE), summary)  # last: its presence means "finished"
+        summaries.append(summary)
+        print(f"seed {c.seed}: test accuracy {test['accuracy']:.4f} on {test['count']} images; summary in "
+              f"{os.path.join(w, SUMMARY_FILE)}", flush=True)
+    return summaries
+
+
+def train_seeds(configs, workdirs) -> list[dict]:
+    """Train the seeds of ``configs`` (one config up to its seed) together and write each trial's folder.
+
+    Returns the summaries, in the order of ``configs``. Every folder must be fresh (no run of its config
+    started yet): resuming is done trial by trial by ``train_and_evaluate``.
+    """
+    configs, workdirs = list(configs), [os.path.abspath(w) for w in workdirs]
+    _check_group(configs, workdirs)
+    group = _build_group(configs, workdirs)
     for w in workdirs:
         prepare_workdir(w)
     with contextlib.ExitStack() as locks:
         for w in workdirs:
             locks.enter_context(WorkdirLock(w))
-        records = [[] for _ in seeds]
-        start, first_step_s, train_time, images = time.perf_counter(), None, 0.0, 0
-        best = [None] * len(seeds)
+        records, best = [[] for _ in configs], [None] * len(configs)
+        clock = {"start": time.perf_counter(), "first_step_s": None, "train_time_s": 0.0, "images": 0}
+        num_epochs = int(configs[0].num_epochs)
         for epoch in range(num_epochs):
-            sums = jax.tree.map(lambda x: jnp.stack([x] * len(seeds)), new_train_sums())
-            t0, done_here = time.perf_counter(), 0
-            for batch in stacked_train_batches(dataset.train, batch_size, seeds, epoch):
-                state, sums, _ = step_fn(state, sums, batch)
-                if first_step_s is None:
-                    jax.block_until_ready(state)
-                    first_step_s, t0 = time.perf_counter() - start, time.perf_counter()
-                else:
-                    done_here += 1
-            jax.block_until_ready(state)
-            train_time += time.perf_counter() - t0
-            images += done_here * batch_size
-            host = jax.device_get(sums)
-            bad = [s for s, f in zip(seeds, host["first_nonfinite_step"]) if f >= 0]
-            if bad:
-                raise NonFiniteLossError(f"the training loss became NaN or Inf for seed(s) {bad} (vmap over seeds)")
-            step = int(jax.device_get(state.step)[0])
-            val = (evaluate_seeds(eval_fn, state, dataset.validation, eval_batch_size, top_k)
-                   if dataset.validation is not None else None)
-            for s in range(len(seeds)):
-                count = max(int(host["count"][s]), 1)
-                records[s].append({"step": step, "split": "train", "time": time.time(), "epoch": epoch + 1,
-                                   "loss": float(host["loss"][s]) / count,
-                                   "accuracy": float(host["accuracy"][s]) / count})
-                if val is not None:
-                    records[s].append({"step": step, "split": "validation", "time": time.time(),
-                                       "epoch": epoch + 1, **val[s]})
-                    best[s] = val[s]["accuracy"] if best[s] is None else max(best[s], val[s]["accuracy"])
-            print(f"epoch {epoch + 1}/{num_epochs} (vmap over seeds {seeds}): train loss "
-                  + " ".join(f"{r[-1 - (val is not None)]['loss']:.4f}" for r in records)
-                  + f" ({images / max(train_time, 1e-9):,.0f} images/s per seed)", flush=True)
-        tests = evaluate_seeds(eval_fn, state, dataset.test, eval_batch_size, top_k)
-        step = int(jax.device_get(state.step)[0])
-        summaries = []
-        for s, (c, w) in enumerate(zip(configs, workdirs)):
-            test = tests[s]
-            records[s].append({"step": step, "split": "test", "time": time.time(), **test})
-            summary = {
-                "test_accuracy": test["accuracy"], "test_loss": test["loss"], "test_count": test["count"],
-                "best_validation_accuracy": best[s], "num_params": num_params, "epochs": num_epochs,
-                "steps": step, "wall_time_s": time.perf_counter() - start, "train_time_s": train_time,
-                "train_images_per_s": images / max(train_time, 1e-9),  # this seed's; the group ran S x this
-                "first_step_s": first_step_s, "model": config.model.name, "dataset": config.dataset.name,
-                "backend": jax.default_backend(), "devices": 1, "processes": 1, "vmap_seeds": len(seeds),
-            }
-            summary.update({f"test_{k}": v for k, v in test.items() if k.startswith("top")})
-            write_json(os.path.join(w, CONFIG_FILE), c.to_dict())
-            with open(os.path.join(w, "metrics.jsonl"), "w") as f:
-                f.write(_records_jsonl(records[s]))
-            write_json(os.path.join(w, SUMMARY_FILE), summary)  # last: its presence means "finished"
-            summaries.append(summary)
-            print(f"seed {c.seed}: test accuracy {test['accuracy']:.4f} on {test['count']} images; summary in "
-                  f"{os.path.join(w, SUMMARY_FILE)}", flush=True)
-    return summaries
+            host = _train_epoch(group, epoch, clock)
+            _epoch_records(group, epoch, host, records, best)
+            print(f"epoch {epoch + 1}/{num_epochs} (vmap over seeds {group.seeds}): train loss "
+                  + " ".join(f"{r[-1 - (group.dataset.validation is not None)]['loss']:.4f}" for r in records)
+                  + f" ({clock['images'] / max(clock['train_time_s'], 1e-9):,.0f} images/s per seed)", flush=True)
+        return _write_trials(group, records, best, clock)
