@@ -56,7 +56,7 @@ case "$cmd" in
     setup_python; setup_data ;;
   test)
     setup_python; setup_data
-    exec "$VENV/bin/python" -m pytest -n 2 "$@" ;;
+    exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@" ;;
   sweep)
     setup_python; setup_data
     exec "$VENV/bin/python" -m experiments.sweep "$@" ;;
