@@ -32,6 +32,7 @@ from cnnjax.data.augment import make_augmentation
 from cnnjax.data.run_input import RunInput
 from cnnjax.data.sources import get_dataset
 from cnnjax.models import get_model
+from cnnjax.models.common import count_params
 from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
 from cnnjax.training.config_checks import check_config, check_dataset
@@ -111,11 +112,6 @@ def prepare_workdir(workdir: str) -> str:
             f"workdir={workdir!r} is not writable ({e.strerror}); choose another with --workdir=DIR"
         ) from e
     return workdir
-
-
-def count_params(params) -> int:
-    """Number of scalars in the ``params`` collection."""
-    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
 
 
 def build_model(config, num_classes: int):
