@@ -9,7 +9,7 @@ the dtype and the static shapes:
 path (module)                 taken for                                   instead of the reference's
 ============================  ==========================================  =================================
 ``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
-``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, fwd and input grad
+``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, batch_group_count
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
 ``transpose.insert_zeros``    transposed conv                             lhs-dilated conv in the gradient
 ``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
@@ -81,9 +81,7 @@ def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, r
         stride_1 = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
         return lambda x, kernel: banded.conv_few_input_channels(x, kernel, pads, dilations, stride_1)
     if depthwise.applies(x_shape, kernel_shape, groups):
-        grouped_reference = functools.partial(reference, strides=strides, pads=pads, dilations=dilations,
-                                              groups=groups)
-        return lambda x, kernel: depthwise.depthwise_conv(x, kernel, strides, pads, dilations, grouped_reference)
+        return lambda x, kernel: depthwise.depthwise_conv(x, kernel, strides, pads, dilations)
     if grouped.applies(x_shape, kernel_shape, groups):
         part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
         dense = _conv_formulation(*part, strides, pads, dilations, 1, reference) or functools.partial(
