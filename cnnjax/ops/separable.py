@@ -90,7 +90,11 @@ def separable_conv(
     k_out = pointwise_kernel.shape[1]
     bias = check_bias(bias, k_out)
     z = conv(x, grouped, stride=stride, padding=padding, dilation=dilation, groups=channels, pad_mode=pad_mode)
-    y = jnp.einsum("...c,ck->...k", z, pointwise_kernel.astype(z.dtype), precision=lax.Precision.HIGHEST)
+    # the 1x1 conv as one matrix product over the flattened pixels (an einsum over "...c" left several
+    # contracting axes to the kernel gradient, measured ~1.5x slower fwd+bwd on XLA:CPU)
+    pixels = z.reshape(-1, mid)
+    y = jnp.matmul(pixels, pointwise_kernel.astype(z.dtype), precision=lax.Precision.HIGHEST)
+    y = y.reshape(*z.shape[:-1], k_out)
     if bias is not None:
         y = y + bias.astype(y.dtype)
     return y

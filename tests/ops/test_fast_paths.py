@@ -172,6 +172,25 @@ def test_depthwise_equals_reference(case, seed):
         rng, special=(0, 1))
 
 
+@pytest.mark.parametrize("chunk_examples", [1, 2])
+def test_depthwise_kernel_gradient_in_batch_chunks(monkeypatch, chunk_examples):
+    """The kernel gradient summed over batch chunks (``lax.scan``, taken at large batches) equals the reference,
+    strided and with a channel multiplier; forward mode too."""
+    x_shape, k_shape = (6, 9, 8, 3), (3, 2, 3, 2)
+    per_example = (11 * 10 * 6 + 5 * 5 * 6) * 4  # the padded, repeated input and dY of one example, in bytes
+    monkeypatch.setattr(depthwise, "CHUNK_BYTES", chunk_examples * per_example)
+    rng = np.random.default_rng(chunk_examples)
+    fn = lambda x, k: ops.depthwise_conv(x, k, stride=2, padding=1)  # noqa: E731
+    x, k = _array(rng, x_shape), _array(rng, k_shape)
+    check_against_reference(fn, [x, k], rng, special=(0,))
+    assert "scan" in str(jax.make_jaxpr(jax.grad(lambda k: jnp.sum(fn(x, k))))(k))
+    tangent = _array(rng, k_shape)
+    got = jax.jvp(lambda k: fn(x, k), (k,), (tangent,))[1]
+    with fast.reference_only():
+        want = jax.jvp(lambda k: fn(x, k), (k,), (tangent,))[1]
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
 @SETTINGS(4)
 @given(depthwise_case(), st.integers(0, 2**16))
 def test_separable_equals_reference(case, seed):
@@ -224,8 +243,8 @@ def transpose_case(draw):
     stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
     spatial = tuple(draw(st.integers(2, 6)) for _ in range(nd))
-    # H_out = (H - 1) S - 2 P + D (k - 1) + op + 1 >= 1 bounds the padding
-    padding = tuple(draw(st.integers(0, min(d * (k - 1), ((h - 1) * s + d * (k - 1)) // 2)))
+    # H_out = (H - 1) S - 2 P + D (k - 1) + op + 1 >= 1 bounds the padding (P > D (k - 1): the output is cropped)
+    padding = tuple(draw(st.integers(0, ((h - 1) * s + d * (k - 1)) // 2))
                     for k, d, s, h in zip(window, dilation, stride, spatial))
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
     return ((draw(st.integers(1, 2)), *spatial, c_in), (*window, c_out // groups, c_in),
@@ -235,6 +254,9 @@ def transpose_case(draw):
 @SETTINGS(6)
 @given(transpose_case(), st.integers(0, 2**16))
 @example(((2, 5, 5, 4), (3, 3, 2, 4), dict(stride=2, padding=1, output_padding=1, dilation=1, groups=1)), 0)
+@example(((1, 4, 3, 2), (1, 2, 2, 2), dict(stride=(3, 2), padding=1, output_padding=(2, 1), dilation=1, groups=1)),
+         1)  # a 1-tap axis with stride 3: phases that no tap reaches; P > D (k - 1) crops
+@example(((1, 5, 4), (3, 2, 4), dict(stride=2, padding=0, output_padding=1, dilation=2, groups=2)), 2)  # gcd(S, D) = 2
 def test_conv_transpose_equals_reference(case, seed):
     x_shape, k_shape, kwargs = case
     rng = np.random.default_rng(seed)

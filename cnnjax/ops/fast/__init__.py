@@ -11,7 +11,8 @@ path (module)                 taken for                                   instea
 ``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
 ``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, batch_group_count
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
-``transpose.insert_zeros``    transposed conv                             lhs-dilated conv in the gradient
+``transpose.by_phases``       transposed conv, stride > 1                 lhs-dilated conv (zeros inserted)
+``transpose.insert_zeros``    transposed conv, stride 1                   lhs-dilated conv in the gradient
 ``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
 ============================  ==========================================  =================================
 
@@ -104,11 +105,13 @@ def conv_transpose(x, kernel, strides, pads, dilations, groups, reference, conv_
     nd = x.ndim - 2
     ones, no_pads = (1,) * nd, ((0, 0),) * nd
 
-    x = transpose.insert_zeros(x, strides, pads)
-    formulation = _conv_formulation(x.shape, kernel.shape, ones, no_pads, dilations, groups, conv_reference)
-    if formulation:
-        return formulation(x, kernel)
-    return conv_reference(x, kernel, ones, no_pads, dilations, groups)
+    def stride_1(x, kernel, dilations):
+        formulation = _conv_formulation(x.shape, kernel.shape, ones, no_pads, dilations, groups, conv_reference)
+        return formulation(x, kernel) if formulation else conv_reference(x, kernel, ones, no_pads, dilations, groups)
+
+    if any(s > 1 for s in strides):
+        return transpose.by_phases(x, kernel, strides, pads, dilations, stride_1)
+    return stride_1(transpose.insert_zeros(x, strides, pads), kernel, dilations)
 
 
 def max_pool(x, window, stride, pads, reference):
