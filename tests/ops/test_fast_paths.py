@@ -172,25 +172,6 @@ def test_depthwise_equals_reference(case, seed):
         rng, special=(0, 1))
 
 
-@pytest.mark.parametrize("chunk_examples", [1, 2])
-def test_depthwise_kernel_gradient_in_batch_chunks(monkeypatch, chunk_examples):
-    """The kernel gradient summed over batch chunks (``lax.scan``, taken at large batches) equals the reference,
-    strided and with a channel multiplier; forward mode too."""
-    x_shape, k_shape = (6, 9, 8, 3), (3, 2, 3, 2)
-    per_example = (11 * 10 * 6 + 5 * 5 * 6) * 4  # the padded, repeated input and dY of one example, in bytes
-    monkeypatch.setattr(depthwise, "CHUNK_BYTES", chunk_examples * per_example)
-    rng = np.random.default_rng(chunk_examples)
-    fn = lambda x, k: ops.depthwise_conv(x, k, stride=2, padding=1)  # noqa: E731
-    x, k = _array(rng, x_shape), _array(rng, k_shape)
-    check_against_reference(fn, [x, k], rng, special=(0,))
-    assert "scan" in str(jax.make_jaxpr(jax.grad(lambda k: jnp.sum(fn(x, k))))(k))
-    tangent = _array(rng, k_shape)
-    got = jax.jvp(lambda k: fn(x, k), (k,), (tangent,))[1]
-    with fast.reference_only():
-        want = jax.jvp(lambda k: fn(x, k), (k,), (tangent,))[1]
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
-
-
 @SETTINGS(4)
 @given(depthwise_case(), st.integers(0, 2**16))
 def test_separable_equals_reference(case, seed):
