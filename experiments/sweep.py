@@ -3,6 +3,8 @@
 
 - ``--dry-run``: list every trial (folder name, full overrides with the seed) after checking all of them;
   trains nothing, writes nothing.
+- ``--workers=N``: N local trial processes, each pinned to its share of the cores (default: one per core, at
+  most one per trial to train; ``--workers=1``: one trial after another in this process).
 - ``--collect``: only gather ``results.csv``, ``results.md`` and the plots from the trials' ``summary.json``.
 - ``--executor=submitit``: a Slurm job array (``--submitit_cluster=local`` runs the jobs as local processes);
   ``--partition``, ``--timeout_min``, ``--cpus_per_task`` go to Slurm.
@@ -21,7 +23,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Sweep config name in configs/ or path[:arg].", lock_config=False)
 flags.DEFINE_string("workdir", None, "Output folder (default: runs/<config name>).")
 flags.DEFINE_boolean("dry-run", False, "List and check every trial; train nothing.")
-flags.DEFINE_integer("workers", 1, "Local trials run in this many processes, each on its share of the cores.")
+flags.DEFINE_integer("workers", None, "Local trials run in this many processes, each on its share of the cores "
+                     "(default: one per core, at most one per trial to train; 1: one after another in this process).")
 flags.DEFINE_string("executor", "local", "local | submitit")
 flags.DEFINE_string("only", None, "Train only the trials whose folder name matches this glob.")
 flags.DEFINE_boolean("collect", False, "Only gather results.csv/results.md/plots from the trial folders.")

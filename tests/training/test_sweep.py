@@ -45,10 +45,17 @@ def deterministic_columns(csv_text: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """The tiny sweep, run once through the CLI with two worker processes."""
+    """The tiny sweep, run once through the CLI with the default workers (one process per core)."""
     workdir = tmp_path_factory.mktemp("sweep") / "tiny"
-    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}", "--workers=2"))
+    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}"))
     return workdir, out
+
+
+def test_default_workers_are_one_per_core(swept):
+    _, out = swept
+    workers = min(len(os.sched_getaffinity(0)), len(TRIALS))
+    used = {int(w) for w in re.findall(r"\(worker (\d+), cores \[[\d, ]+\]\)", out)}
+    assert used == (set(range(workers)) if workers > 1 else set()), out
 
 
 def test_sweep_writes_every_trial_results_and_plots(swept):

@@ -67,8 +67,10 @@ def refresh_trial_record(folder: str, trial: Trial) -> None:
 def _check_executor(executor: str, workers: int) -> None:
     if executor not in executors.EXECUTORS:
         raise ValueError(f"executor={executor!r} is unknown; allowed: {', '.join(executors.EXECUTORS)}")
+    if workers is None:  # one per core, decided when the number of trials to train is known
+        return
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r} must be an int >= 1")
+        raise ValueError(f"workers={workers!r} must be an int >= 1, or None (one per core)")
     if executor == "submitit":
         executors.require_submitit()
     elif workers > 1:
@@ -98,14 +100,14 @@ def seed_groups(trials: list[Trial]) -> list[list[Trial]]:
     return list(groups.values())
 
 
-def run_sweep(config, workdir: str, *, workers: int = 1, executor: str = "local", only: str | None = None,
+def run_sweep(config, workdir: str, *, workers: int | None = 1, executor: str = "local", only: str | None = None,
               vmap_seeds: bool = False, submitit_cluster: str = "slurm", submitit_parameters: dict | None = None,
               log=print) -> dict:
     """Train the sweep's unfinished trials and collect the results (see the module docstring).
 
     Args:
       workers: local executor: trials run in that many processes, each pinned to its share of the cores
-        (1: one after another in this process).
+        (1: one after another in this process; None: one process per core, at most one per trial to train).
       executor: "local" or "submitit" (a job array; ``submitit_cluster`` "slurm", "local" or "debug").
       only: a glob on trial names: train (and collect) only the matching trials.
       vmap_seeds: train the trials of a point together, ``jax.vmap`` over seeds (``cnnjax.training.vmap_seeds``).
@@ -137,6 +139,8 @@ def run_sweep(config, workdir: str, *, workers: int = 1, executor: str = "local"
                 write_trial_record(os.path.join(workdir, t.name), trial_record(meta(t), t.config))
         todo = rest
     jobs = [(t.config, os.path.join(workdir, t.name), meta(t)) for t in todo]
+    if workers is None:
+        workers = max(1, min(len(executors.available_cores()), len(jobs)))
     if jobs and executor == "submitit":
         failures = executors.run_submitit(jobs, os.path.join(workdir, "submitit"), submitit_cluster,
                                           submitit_parameters, log=log)
