@@ -239,11 +239,20 @@ def bench_conv(quick: bool, only_cases=None) -> list[dict]:
         got = np.asarray(jfn(jx, *jp))
         err = float(np.max(np.abs(got - want)) / (np.max(np.abs(want)) + 1e-6))
         argnums = tuple(range(len(jp) + 1))
+        # fwd+bwd: the forward and the vector-Jacobian product with a fixed random cotangent (a loss of
+        # sum(y) has a constant cotangent of ones, which XLA folds into the backward pass and torch does not)
+        cotangent = rng.standard_normal(want.shape).astype(np.float32)
+        jct = jnp.asarray(cotangent)  # channels last, like ``want``; torch's is channels first
+        tct = torch.from_numpy(np.ascontiguousarray(np.moveaxis(cotangent, -1, 1))).to(device)
+
+        def loss(*a):
+            return jnp.vdot(jfn(*a), jct)
+
         fwd = jax.jit(jfn)
-        fwd_bwd = jax.jit(jax.grad(lambda *a: jnp.sum(jfn(*a)), argnums=argnums))
+        fwd_bwd = jax.jit(jax.grad(loss, argnums=argnums))
         with fast.reference_only():  # the reference formulation, traced (and compiled) here
             ref_fwd = jax.jit(lambda *a: jfn(*a)).lower(jx, *jp).compile()
-            ref_fwd_bwd = jax.jit(jax.grad(lambda *a: jnp.sum(jfn(*a)), argnums=argnums)).lower(jx, *jp).compile()
+            ref_fwd_bwd = jax.jit(jax.grad(lambda *a: loss(*a), argnums=argnums)).lower(jx, *jp).compile()
             ref_jaxpr = str(jax.make_jaxpr(lambda *a: jfn(*a))(jx, *jp))
         fast_path = str(jax.make_jaxpr(lambda *a: jfn(*a))(jx, *jp)) != ref_jaxpr
         txg = tx.clone().requires_grad_(True)
@@ -256,7 +265,7 @@ def bench_conv(quick: bool, only_cases=None) -> list[dict]:
         def t_fwd_bwd():
             for p in [txg, *tpg]:
                 p.grad = None
-            tfn(txg, *tpg).sum().backward()
+            (tfn(txg, *tpg) * tct).sum().backward()
             return txg.grad
 
         sync = {"torch": _torch_sync(device)}
