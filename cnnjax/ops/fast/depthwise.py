@@ -10,8 +10,9 @@ Derivatives are automatic differentiation's: the input gradient is the transpose
 slice, fused into one loop: the depthwise conv of ``dY`` with the flipped kernel), the kernel gradient one
 multiply-reduce per tap, ``dF[u, c m + j] = sum_{n, p} Xpad[n, p S + u D, c] dY[n, p, c m + j]``. The
 reference's kernel gradient (``batch_group_count = C``, which XLA:CPU rewrites into a dense ``C x C``
-convolution, ``C`` times the useful work) measured 10-15x slower at LeNet-5's shape (128, 14, 14, 6) with
-multiplier 3, 2-4x at (32, 28, 28, 64). A channel multiplier ``m > 1`` repeats the input channels once
+convolution, ``C`` times the useful work) measured 40x slower at LeNet-5's shape (128, 14, 14, 6) with
+multiplier 3 (150 vs 3.7 ms), 3.5x at (8, 14, 14, 256), 1.2x at (32, 28, 28, 64) (idle machine; README's
+"Tried and dropped" lists the other formulations measured). A channel multiplier ``m > 1`` repeats the input channels once
 (``c -> c m + j``) so that every array keeps one flat channel axis: broadcasting an ``(..., C, m)`` axis
 pair instead made both gradients ~5x slower.
 
