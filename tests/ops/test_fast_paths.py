@@ -275,10 +275,15 @@ FORWARD_REVERSE_CASES = {
 }
 
 
+#: Fast paths with a custom VJP (reverse mode only): depthwise (its kernel gradient is a variadic lax.reduce).
+REVERSE_ONLY = ("depthwise",)
+
+
 @pytest.mark.parametrize("name", sorted(FORWARD_REVERSE_CASES))
 def test_jacfwd_equals_jacrev_and_the_reference_jacobian(name):
     """Forward mode equals reverse mode on the fast path, and both equal the reference's (an independent
-    formulation: a custom rule's JVP and its transpose could agree with each other and both be wrong)."""
+    formulation: a custom rule's JVP and its transpose could agree with each other and both be wrong); a
+    reverse-only path refuses forward mode with JAX's TypeError."""
     fn, x_shape, k_shape = FORWARD_REVERSE_CASES[name]
     rng = np.random.default_rng(3)
     x, k = jnp.asarray(_array(rng, x_shape)), jnp.asarray(_array(rng, k_shape))
@@ -286,8 +291,13 @@ def test_jacfwd_equals_jacrev_and_the_reference_jacobian(name):
         x = jnp.round(x * 2)  # ties: the gradient goes to the first maximum
     with fast.reference_only():
         want = jax.jit(lambda x, k: jax.jacrev(fn, argnums=(0, 1))(x, k))(x, k)
-    fwd = jax.jit(lambda x, k: jax.jacfwd(fn, argnums=(0, 1))(x, k))(x, k)
     rev = jax.jit(lambda x, k: jax.jacrev(fn, argnums=(0, 1))(x, k))(x, k)
+    if name in REVERSE_ONLY:  # a custom VJP: forward mode raises, the reference has it
+        with pytest.raises(TypeError, match="forward-mode"):
+            jax.jacfwd(fn, argnums=(0, 1))(x, k)
+        fwd = rev
+    else:
+        fwd = jax.jit(lambda x, k: jax.jacfwd(fn, argnums=(0, 1))(x, k))(x, k)
     for f, r, w in zip(fwd, rev, want):
         np.testing.assert_allclose(np.asarray(f), np.asarray(w), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(r), np.asarray(w), rtol=1e-5, atol=1e-5)

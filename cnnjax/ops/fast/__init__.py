@@ -18,7 +18,8 @@ path (module)                 taken for                                   instea
 
 Only on the CPU backend and for floating inputs: on GPU/TPU the reference runs (cuDNN / XLA), as no
 benchmark on those backends has shown a fast path winning. Each fast path has the reference's values,
-gradients (jacfwd == jacrev) and propagation of NaN / Inf in the input; ``tests/ops/test_fast_paths.py`` checks them
+gradients (jacfwd == jacrev; the depthwise path is a custom VJP without forward mode) and propagation of NaN /
+Inf in the input; ``tests/ops/test_fast_paths.py`` checks them
 against the reference with :func:`reference_only`. ``benchmarks/run.py`` measures each against PyTorch.
 
 A NaN or Inf in the *kernel* meets zeros that one formulation multiplies and another skips (padding, the
