@@ -77,6 +77,7 @@ T_RESUME = ("tests/training/test_resume.py::test_checkpoints_restore_the_newest_
             "tests/training/test_resume.py::test_synthetic_run_is_far_from_its_start")
 T_LOOP = ("tests/training/test_optim_features.py::test_the_run_trains_with_the_configured_step",
           "tests/training/test_optim_features.py::test_evaluation_never_augments") + T_RESUME
+T_DAMAGED = "tests/training/test_reliability.py::test_damaged_checkpoint_is_never_loaded_and_the_run_ends_bitwise_equal"
 T_NAN = ("tests/training/test_errors_and_freezing.py::test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint",
          "tests/training/test_train_step.py::test_first_nonfinite_step_names_the_step_that_went_bad")
 T_FROZEN = ("tests/training/test_errors_and_freezing.py::test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged",)
@@ -197,6 +198,11 @@ MUTANTS: tuple[Mutant, ...] = (
            T_RESUME, "a checkpoint of another set-up is resumed"),
     Mutant("best-keeps-worst", CHECKPOINT, 'best_mode="max"', 'best_mode="min"', T_RESUME,
            "the best checkpoint is the one with the lowest validation accuracy"),
+    Mutant("digest-not-verified-on-resume", CHECKPOINT, "verify_digest(step, restored.state, data)", "None",
+           (T_DAMAGED,), "a resumed checkpoint's arrays are not checked against their digest"),
+    Mutant("digest-not-verified-for-init-from", CHECKPOINT, "        verify_digest(step, tree, data)\n", "",
+           ("tests/training/test_reliability.py::test_init_from_a_damaged_workdir_is_refused",),
+           "init_from loads another run's checkpoint without checking its digest"),
     # --- cnnjax/training/train.py
     Mutant("resume-start-batch-0", TRAIN, 'epoch=data["epoch"], batch=data["batch"],',
            'epoch=data["epoch"], batch=0,', T_RESUME, "a resumed run restarts its epoch at batch 0",

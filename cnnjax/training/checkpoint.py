@@ -5,11 +5,12 @@ epoch end) and is what a restarted run resumes from; ``workdir/checkpoints/best`
 checkpoint with the best validation accuracy. A checkpoint that cannot be read (for example truncated by
 a crash) is skipped with a warning and the previous one is used.
 
-Integrity: orbax/TensorStore store the arrays without a checksum of their data (zarr3's crc32c covers only
-the shard index), so every checkpoint's JSON item carries ``sha256``, a digest of its arrays (path, dtype,
-shape, bytes) and of the rest of the JSON item. A restored checkpoint whose digest differs (bit rot, a
-partial copy, a flipped byte that still decodes) is treated like an unreadable one: moved aside to
-``checkpoints/unreadable-<step>[.<n>]`` with a one-line warning, and the previous checkpoint is used.
+Integrity: orbax/TensorStore store the arrays zstd-compressed without a checksum of their data, so a
+damaged file may fail to decode or may decode to wrong values. Therefore every checkpoint's JSON item
+carries ``sha256``, a digest of its arrays (path, dtype, shape, bytes) and of the rest of the JSON item.
+A restored checkpoint that does not decode or whose digest differs (bit rot, a partial copy, a flipped byte
+that still decodes) is moved aside to ``checkpoints/unreadable-<step>[.<n>]`` with a one-line warning, and
+the previous checkpoint is used.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def verify_digest(step: int, tree, data: dict) -> None:
                                      f"{actual[:12]}..., saved {saved[:12]}...")
 
 
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message, at most 200 characters (TensorStore's errors span pages)."""
+    return (str(error).strip().splitlines() or [""])[0][:200]
+
+
 def _manager(directory: str, keep: int, best: bool) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
@@ -103,14 +109,14 @@ def read_newest_verified(workdir: str) -> dict:
     if not steps:
         raise FileNotFoundError(f"init_from={workdir!r} has no checkpoints in {root}")
     step, step_dir = steps[-1], os.path.join(root, str(steps[-1]))
-    tree = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(step_dir, "state")))
     try:
+        tree = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(step_dir, "state")))
         with open(os.path.join(step_dir, "data", "metadata")) as f:
             data = json.load(f)
         verify_digest(step, tree, data)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - arrays that do not decode are as untrustworthy as a wrong digest
         raise CorruptCheckpointError(f"init_from={workdir!r}: the checkpoint at step {step} cannot be trusted "
-                                     f"({e}); use another workdir or an earlier checkpoint") from None
+                                     f"({_first_line(e)}); use another workdir or an earlier checkpoint") from None
     return tree
 
 
@@ -173,10 +179,9 @@ class Checkpoints:
         directory = str(self.latest.directory)
         aside = quarantine(os.path.join(directory, str(step)), os.path.join(os.path.dirname(directory),
                                                                             f"unreadable-{step}"))
-        reason = (str(error).strip().splitlines() or [""])[0][:200]
         warnings.warn(UnreadableCheckpointWarning(
-            f"checkpoint at step {step} is unreadable ({type(error).__name__}: {reason}); moved to {aside}, "
-            "falling back to the previous one"), stacklevel=2)
+            f"checkpoint at step {step} is unreadable ({type(error).__name__}: {_first_line(error)}); "
+            f"moved to {aside}, falling back to the previous one"), stacklevel=2)
         self.latest.reload()
 
     def close(self) -> None:

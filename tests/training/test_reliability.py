@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 
+import jax
 import numpy as np
 import pytest
 
@@ -190,8 +191,8 @@ def test_refused_start_on_a_new_folder_creates_nothing(tmp_path):
 # ---------------------------------------------------------------- damaged checkpoints
 
 def flip_bytes(workdir, step: int, count: int = 64) -> str:
-    """Invert ``count`` bytes in the middle of the largest array file of checkpoint ``step`` (bit rot that
-    still decodes: the arrays are stored uncompressed)."""
+    """Invert ``count`` bytes in the middle of the largest array file of checkpoint ``step``. The arrays are
+    zstd-compressed, so this may fail to decode or decode to wrong values, depending on where it lands."""
     files = [os.path.join(r, f) for r, _, fs in os.walk(workdir / "checkpoints" / "latest" / str(step) / "state")
              for f in fs]
     path = max(files, key=os.path.getsize)
@@ -203,17 +204,41 @@ def flip_bytes(workdir, step: int, count: int = 64) -> str:
     return path
 
 
-def test_flipped_bytes_are_never_loaded_and_the_run_ends_bitwise_equal(finished, tmp_path):
-    """64 inverted bytes in the newest checkpoint's arrays decode fine; the digest catches them, the checkpoint
-    is moved aside and the run resumes from the previous one, ending exactly as the uninterrupted run."""
+def change_one_value(workdir, step: int) -> None:
+    """Rewrite checkpoint ``step``'s arrays with one float moved by one ulp: a well-formed checkpoint that
+    decodes without any error, whose saved digest no longer matches (the silent case only the digest sees)."""
+    import orbax.checkpoint as ocp
+
+    state = os.path.abspath(workdir / "checkpoints" / "latest" / str(step) / "state")
+    checkpointer = ocp.StandardCheckpointer()
+    tree = checkpointer.restore(state)
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    largest = max(range(len(leaves)), key=lambda i: np.size(leaves[i]))
+    changed = np.array(leaves[largest])
+    changed.flat[0] = np.nextafter(changed.flat[0], np.float32(np.inf))
+    leaves[largest] = changed
+    shutil.rmtree(state)
+    checkpointer.save(state, jax.tree_util.tree_unflatten(treedef, leaves))
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (change_one_value, r"CorruptCheckpointError: .*sha256 of the restored arrays"),
+    (flip_bytes, r"\w+: "),  # a decoding error or the digest, whichever the bytes hit
+])
+def test_damaged_checkpoint_is_never_loaded_and_the_run_ends_bitwise_equal(finished, tmp_path, damage, reason):
+    """The newest checkpoint is damaged (one value changed by one ulp in a well-formed checkpoint, or 64
+    inverted bytes): it is moved aside and the run resumes from the previous one, ending exactly as the
+    uninterrupted run."""
     reference, _ = finished
     workdir = tmp_path / "w"
     shutil.copytree(reference, workdir)
     (workdir / "summary.json").unlink()
     newest = max(checkpoint_steps(workdir))
-    flip_bytes(workdir, newest)
+    damage(workdir, newest)
     with pytest.warns(UnreadableCheckpointWarning, match=rf"checkpoint at step {newest} is unreadable "
-                      r"\(CorruptCheckpointError: .*sha256.*falling back to the previous one"):
+                      rf"\({reason}.*falling back to the previous one"):
         train_and_evaluate(tiny_config(), str(workdir))
     assert (workdir / "checkpoints" / f"unreadable-{newest}" / "state").is_dir()
     assert_same_run(workdir, reference)
@@ -322,12 +347,14 @@ def test_init_from_a_damaged_workdir_is_refused(finished, tmp_path):
     reference, _ = finished
     good = read_pretrained(str(reference))  # restored without the state's structure: same digest
     assert set(good) == {"params", "batch_stats"} and "conv1" in good["params"]
-    workdir = tmp_path / "w"
-    shutil.copytree(reference, workdir)
-    flip_bytes(workdir, max(checkpoint_steps(workdir)))
-    with pytest.raises(CorruptCheckpointError, match=r"init_from=.*: the checkpoint at step 16 cannot be trusted "
-                                                     r"\(checkpoint at step 16: sha256 of the restored arrays"):
-        read_pretrained(str(workdir))
+    for damage, reason in ((change_one_value, r"checkpoint at step 16: sha256 of the restored arrays"),
+                           (flip_bytes, r"\S")):
+        workdir = tmp_path / damage.__name__
+        shutil.copytree(reference, workdir)
+        damage(workdir, max(checkpoint_steps(workdir)))
+        with pytest.raises(CorruptCheckpointError, match=r"init_from=.*: the checkpoint at step 16 cannot be "
+                                                         rf"trusted \({reason}"):
+            read_pretrained(str(workdir))
 
 
 def test_checkpoint_of_another_code_version_is_refused_without_change(finished, tmp_path, monkeypatch):
