@@ -191,6 +191,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "evaluation never uses the EMA weights"),
     Mutant("topk-off-by-one", STEPS, "top = jax.lax.top_k(logits, k)[1]", "top = jax.lax.top_k(logits, k - 1)[1]",
            T_STEP, "top-k accuracy counts the k - 1 largest"),
+    # --- cnnjax/ops/fast/materialize.py
+    Mutant("ops-materialize-dropped", "cnnjax/ops/fast/materialize.py",
+           "return x / lax.stop_gradient(_unfoldable_ones(x))", "return x",
+           ("tests/ops/test_fast_paths.py::test_kernel_gradient_reads_the_materialized_input_not_its_producers",),
+           "the conv input is not materialized (the kernel gradient recomputes its producers)"),
+    Mutant("ops-materialize-not-one", "cnnjax/ops/fast/materialize.py", "uint(width.bit_length())", "uint(1)",
+           ("tests/ops/test_fast_paths.py::test_materialized_is_the_identity_bit_for_bit_with_identity_derivatives",),
+           "the divisor is not 1 for every bit pattern"),
     # --- cnnjax/training/checkpoint.py
     Mutant("restore-oldest-first", CHECKPOINT, "sorted(self.latest.all_steps(), reverse=True)",
            "sorted(self.latest.all_steps())", T_RESUME, "resume from the oldest checkpoint kept"),

@@ -4,6 +4,7 @@ argument, NaN / Inf propagation, and jacfwd == jacrev; hypothesis draws shapes t
 the traced program differs from the reference's)."""
 
 import contextlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -308,16 +309,71 @@ def test_jacfwd_equals_jacrev_and_the_reference_jacobian(name):
 
 def test_dispatch_takes_the_reference_where_no_fast_path_serves():
     """Dense convs with >= 8 channels or a stride, many groups, integer pooling and reference_only() all give
-    the plain reference program."""
-    def same_program(fn, *shapes, dtype=np.float32):
+    the plain reference program (the convs on their materialized input)."""
+    def same_program(fn, *shapes, dtype=np.float32, reference_fn=None):
         args = [np.zeros(s, dtype) for s in shapes]
         with fast.reference_only():
-            reference = str(jax.make_jaxpr(lambda *a: fn(*a))(*args))
+            reference = str(jax.make_jaxpr(lambda *a: (reference_fn or fn)(*a))(*args))
         return str(jax.make_jaxpr(lambda *a: fn(*a))(*args)) == reference
 
-    assert same_program(lambda x, k: ops.conv(x, k, padding=1), (2, 8, 8, 8), (3, 3, 8, 4))
-    assert same_program(lambda x, k: ops.conv(x, k, stride=2), (2, 8, 8, 3), (3, 3, 3, 4))
-    assert same_program(lambda x, k: ops.conv(x, k, groups=32), (1, 6, 6, 64), (3, 3, 2, 32))
+    m = fast.materialized
+    assert same_program(lambda x, k: ops.conv(x, k, padding=1), (2, 8, 8, 8), (3, 3, 8, 4),
+                        reference_fn=lambda x, k: ops.conv(m(x), k, padding=1))
+    assert same_program(lambda x, k: ops.conv(x, k, stride=2), (2, 8, 8, 3), (3, 3, 3, 4),
+                        reference_fn=lambda x, k: ops.conv(m(x), k, stride=2))
+    assert same_program(lambda x, k: ops.conv(x, k, groups=32), (1, 6, 6, 64), (3, 3, 2, 32),
+                        reference_fn=lambda x, k: ops.conv(m(x), k, groups=32))
+    assert not same_program(lambda x, k: ops.conv(x, k, padding=1), (2, 8, 8, 8), (3, 3, 8, 4))
     assert same_program(lambda x: ops.max_pool(x, 2), (1, 4, 4, 2), dtype=np.int32)
     assert same_program(lambda x: ops.max_pool(x, 3, stride=2), (1, 7, 7, 2))
     assert not same_program(lambda x, k: ops.conv(x, k, groups=2), (1, 6, 6, 8), (3, 3, 4, 8))
+
+
+# ---------------------------------------------------------------- materialized conv input
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_materialized_is_the_identity_bit_for_bit_with_identity_derivatives(dtype):
+    """``x / 1`` with the 1 built from each element's bits: every value (NaN, +-Inf, -0, subnormals, the
+    extremes) comes back with the same bits; tangent and cotangent pass unchanged."""
+    info = jnp.finfo(dtype)
+    special = [np.nan, np.inf, -np.inf, 0.0, -0.0, float(info.smallest_subnormal), -float(info.smallest_subnormal),
+               float(info.tiny), float(info.max), float(info.min), 1.0, -1.5]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(np.concatenate([special, rng.standard_normal(52) * 100]), dtype).reshape(4, 16)
+    bits = jnp.uint16 if jnp.dtype(dtype).itemsize == 2 else jnp.uint32
+    out = jax.jit(fast.materialized)(x)
+    np.testing.assert_array_equal(jax.lax.bitcast_convert_type(out, bits), jax.lax.bitcast_convert_type(x, bits))
+    t = jnp.asarray(rng.standard_normal((4, 16)), dtype)
+    _, tangent = jax.jvp(fast.materialized, (x,), (t,))
+    np.testing.assert_array_equal(tangent, t)
+    np.testing.assert_array_equal(jax.vjp(fast.materialized, x)[1](t)[0], t)
+
+
+def test_kernel_gradient_reads_the_materialized_input_not_its_producers():
+    """The reason for :func:`fast.materialized`: without it XLA:CPU recomputes the conv input's elementwise
+    producers inside the transposed copy its kernel gradient reads (here from the two arrays ``a``, ``b``);
+    with it, that copy reads the one buffer the forward conv reads."""
+    def loss(kernel, a, b):
+        x = jax.nn.relu(jax.nn.relu(a * 2.0 + b) * 3.0 + a)
+        return jnp.sum(ops.conv(x, kernel, padding=1) ** 2)
+
+    def operands_of_kernel_gradients_input(hlo):
+        lines = {m.group(1): m.group(2) for m in re.finditer(r"^\s*(?:ROOT )?%(\S+) = \S+ \w[\w-]*\((.*?)\)", hlo,
+                                                              re.M)}
+        forward_input = re.search(r"= f32\[8,16,16,8\]\S* convolution\(%([^,]+),", hlo).group(1)
+        lhs = re.search(r"= f32\[8,3,3,8\]\S* convolution\(%([^,]+),", hlo).group(1)
+        return forward_input, [o.strip().lstrip("%") for o in lines[lhs].split(",")]
+
+    args = (jnp.ones((3, 3, 8, 8)), jnp.ones((8, 16, 16, 8)), jnp.ones((8, 16, 16, 8)))
+    with fast.reference_only():
+        hlo = jax.jit(jax.grad(loss)).lower(*args).compile().as_text()
+    forward_input, operands = operands_of_kernel_gradients_input(hlo[hlo.index("ENTRY"):])
+    assert operands == ["a.1", "b.1"]  # the producers, recomputed in transposed order
+    hlo = jax.jit(jax.grad(loss)).lower(*args).compile().as_text()
+    forward_input, operands = operands_of_kernel_gradients_input(hlo[hlo.index("ENTRY"):])
+    assert operands == [forward_input]
+    args = [jnp.asarray(np.random.default_rng(i).standard_normal(a.shape), jnp.float32) for i, a in enumerate(args)]
+    with fast.reference_only():
+        reference = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*args)
+    for got, want in zip(jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*args), reference):
+        np.testing.assert_array_equal(got, want)

@@ -14,6 +14,8 @@ path (module)                 taken for                                   instea
 ``transpose.by_phases``       transposed conv, stride > 1                 lhs-dilated conv (zeros inserted)
 ``transpose.insert_zeros``    transposed conv, stride 1                   lhs-dilated conv in the gradient
 ``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
+``materialize.materialized``  the input of the reference / grouped conv   its producers recomputed inside
+                                                                          the kernel gradient's transpose
 ============================  ==========================================  =================================
 
 Only on the CPU backend and for floating inputs: on GPU/TPU the reference runs (cuDNN / XLA), as no
@@ -41,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax.ops.fast import banded, depthwise, grouped, pool, transpose
+from cnnjax.ops.fast.materialize import materialized
 
 _state = threading.local()
 
@@ -72,9 +75,10 @@ def conv(x, kernel, strides, pads, dilations, groups, reference):
     def by_reference(x, kernel):
         return reference(x, kernel, strides, pads, dilations, groups)
 
-    formulation = _enabled(x) and _conv_formulation(x.shape, kernel.shape, strides, pads, dilations, groups,
-                                                    reference)
-    return formulation(x, kernel) if formulation else by_reference(x, kernel)
+    if not _enabled(x):
+        return by_reference(x, kernel)
+    formulation = _conv_formulation(x.shape, kernel.shape, strides, pads, dilations, groups, reference)
+    return formulation(x, kernel) if formulation else by_reference(materialized(x), kernel)
 
 
 def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference):
@@ -88,7 +92,7 @@ def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, r
         part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
         dense = _conv_formulation(*part, strides, pads, dilations, 1, reference) or functools.partial(
             reference, strides=strides, pads=pads, dilations=dilations, groups=1)
-        return lambda x, kernel: grouped.grouped_conv(x, kernel, dense, groups)
+        return lambda x, kernel: grouped.grouped_conv(materialized(x), kernel, dense, groups)
     return None
 
 
