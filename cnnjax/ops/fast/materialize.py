@@ -10,8 +10,9 @@ batch 128 on two cores went to these copies.
 XLA does not duplicate an op it counts as expensive, and a floating division is one; dividing each element
 by a 1.0 that XLA cannot fold (built from the element's bits: ``clz(bits) >> 6`` is 0 for every 32-bit
 pattern, NaN and Inf included) ends every fusion at the division: the transpose then reads one
-materialized buffer. ``x / 1.0`` is ``x`` exactly for every float (NaN, Inf, -0.0 and subnormals included); the
-tangent and cotangent pass through unchanged (a custom JVP: no division in the backward pass).
+materialized buffer. ``x / 1.0`` is ``x`` with the same bits for every float but a NaN, which stays a NaN
+(its payload may change: float8 divides in float32); the tangent and cotangent pass through unchanged (a
+custom JVP: no division in the backward pass).
 ``lax.optimization_barrier`` would say this directly, but XLA:CPU removes barriers before fusion.
 """
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-_UINT = {2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+_UINT = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
 
 
 def _unfoldable_ones(x):
