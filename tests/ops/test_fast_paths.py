@@ -366,15 +366,16 @@ def test_kernel_gradient_reads_the_materialized_input_not_its_producers():
                                                               re.M)}
         forward_input = re.search(r"= f32\[8,16,16,8\]\S* convolution\(%([^,]+),", hlo).group(1)
         lhs = re.search(r"= f32\[8,3,3,8\]\S* convolution\(%([^,]+),", hlo).group(1)
-        return forward_input, [o.strip().lstrip("%") for o in lines[lhs].split(",")]
+        parameters = {int(m.group(2)): m.group(1) for m in re.finditer(r"%(\S+) = \S+ parameter\((\d+)\)", hlo)}
+        return forward_input, [o.strip().lstrip("%") for o in lines[lhs].split(",")], parameters
 
     args = (jnp.ones((3, 3, 8, 8)), jnp.ones((8, 16, 16, 8)), jnp.ones((8, 16, 16, 8)))
     with fast.reference_only():
         hlo = jax.jit(jax.grad(loss)).lower(*args).compile().as_text()
-    forward_input, operands = operands_of_kernel_gradients_input(hlo[hlo.index("ENTRY"):])
-    assert operands == ["a.1", "b.1"]  # the producers, recomputed in transposed order
+    forward_input, operands, parameters = operands_of_kernel_gradients_input(hlo[hlo.index("ENTRY"):])
+    assert operands == [parameters[1], parameters[2]]  # a and b: the producers, recomputed in transposed order
     hlo = jax.jit(jax.grad(loss)).lower(*args).compile().as_text()
-    forward_input, operands = operands_of_kernel_gradients_input(hlo[hlo.index("ENTRY"):])
+    forward_input, operands, _ = operands_of_kernel_gradients_input(hlo[hlo.index("ENTRY"):])
     assert operands == [forward_input]
     args = [jnp.asarray(np.random.default_rng(i).standard_normal(a.shape), jnp.float32) for i, a in enumerate(args)]
     with fast.reference_only():
