@@ -1,13 +1,13 @@
-"""Transposed convolution with its zero insertion made explicit: ``lax.pad`` with interior padding, then a
-stride-1 convolution.
+"""Transposed convolution without ``lhs_dilation``: the zero insertion made explicit (stride 1) or skipped
+(stride > 1, one stride-1 conv per output phase).
 
 The reference writes the zero insertion as ``lhs_dilation = S`` of ``lax.conv_general_dilated``. Its
 kernel gradient is then a convolution whose "kernel" is the whole output-gradient map over an lhs-dilated
-input, which XLA:CPU runs very slowly. With the zeros inserted by ``lax.pad`` the gradients are those of a
-stride-1 convolution (a backward-filter and a backward-input convolution) plus the pad's transpose, a
-strided slice. The padded input has the same values as the reference's dilated one, so the result has the
-same terms, NaN and Inf in the input included (the explicit zeros meet every kernel tap where the reference
-skips the holes: a kernel Inf gives NaN there, see :mod:`cnnjax.ops.fast`).
+input, which XLA:CPU runs very slowly. :func:`insert_zeros` (``lax.pad`` with interior padding, then a
+stride-1 convolution) gives the gradients of a stride-1 convolution plus the pad's transpose, a strided
+slice; :func:`by_phases` computes no inserted zeros at all. Both have the reference's terms, NaN and Inf in
+the input included (the explicit zeros meet every kernel tap where the reference skips the holes: a kernel
+Inf gives NaN there, see :mod:`cnnjax.ops.fast`).
 """
 
 from __future__ import annotations
