@@ -159,8 +159,9 @@ def _conv_cases(quick: bool):
 
 
 def variants(cases, suffix, n, size, c, quick):
-    """Grouped (g = 4), depthwise, separable, transposed (stride 2, half the channels out) and dilated (d = 2)
-    3x3 convs on ``(n, size, size, c)``; ``quick``: the first four, as in the issue's table."""
+    """Grouped (g = 4), depthwise, separable, transposed (stride 2, half the channels out), strided (stride 2,
+    twice the channels out: a ResNet's downsampling) and dilated (d = 2) 3x3 convs on ``(n, size, size, c)``;
+    ``quick``: the first four, as in the issue's table."""
     from cnnjax import ops
 
     F = _torch().nn.functional
@@ -188,6 +189,11 @@ def variants(cases, suffix, n, size, c, quick):
         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
     ))
     if not quick:
+        cases.append((
+            f"strided conv2d 3x3 s2 {c}->{2 * c}{suffix}", (n, size, size, c), {"w": (3, 3, c, 2 * c), "b": (2 * c,)},
+            lambda x, w, b: ops.conv(x, w, b, stride=2, padding=1),
+            lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+        ))
         cases.append((
             f"dilated conv2d 3x3 d2 {c}->{c}{suffix}", (n, size, size, c), {"w": (3, 3, c, c), "b": (c,)},
             lambda x, w, b: ops.conv(x, w, b, padding=2, dilation=2),

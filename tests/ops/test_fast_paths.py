@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cnnjax import ops
 from cnnjax.ops import fast
-from cnnjax.ops.fast import banded, depthwise, grouped
+from cnnjax.ops.fast import banded, depthwise, grouped, strided
 from tests.ops.oracle import examples
 
 
@@ -213,6 +213,37 @@ def test_grouped_equals_reference(case, seed):
         [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
 
 
+# ----------------------------------------------------------------------------------------------------- strided
+
+
+@st.composite
+def strided_case(draw):
+    """Dense, undilated, stride > 1 on some axis (strides up to 3, also larger than the kernel: phases that
+    no tap reaches), >= MIN_INPUT_CHANNELS input channels."""
+    nd = draw(st.integers(1, 2))
+    window = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    if all(s == 1 for s in stride):
+        stride = (2, *stride[1:])
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(nd))
+    spatial = tuple(max(1, k - lo - hi) + draw(st.integers(0, 7)) for k, (lo, hi) in zip(window, pads))
+    c_in = strided.MIN_INPUT_CHANNELS + draw(st.integers(0, 2))
+    return (draw(st.integers(1, 2)), *spatial, c_in), (*window, c_in, draw(st.integers(1, 3))), stride, pads
+
+
+@SETTINGS(8)
+@given(strided_case(), st.integers(0, 2**16))
+@example(((2, 8, 8, 8), (3, 3, 8, 4), (2, 2), ((1, 1), (1, 1))), 0)  # ResNet's downsampling 3x3 conv
+@example(((2, 7, 7, 8), (1, 1, 8, 4), (2, 2), ((0, 0), (0, 0))), 1)  # its 1x1 projection: one phase per axis
+@example(((1, 9, 6, 9), (2, 3, 9, 2), (3, 1), ((0, 1), (2, 0))), 2)  # stride 3 > 2 taps; a stride-1 axis
+def test_strided_equals_reference(case, seed):
+    x_shape, k_shape, stride, pads = case
+    assert strided.applies(x_shape, stride, (1,) * len(stride), 1)
+    rng = np.random.default_rng(seed)
+    check_against_reference(lambda x, k: ops.conv(x, k, stride=stride, padding=pads),
+                            [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
+
+
 # -------------------------------------------------------------------------------------------------- transposed
 
 
@@ -272,6 +303,7 @@ FORWARD_REVERSE_CASES = {
     "depthwise": (lambda x, k: ops.depthwise_conv(x, k, stride=2, padding=1), (1, 6, 6, 3), (3, 3, 3, 2)),
     "grouped": (lambda x, k: ops.conv(x, k, padding=1, groups=2), (1, 4, 4, 4), (3, 3, 2, 4)),
     "transposed": (lambda x, k: ops.conv_transpose(x, k, stride=2, padding=1), (1, 3, 3, 2), (3, 3, 2, 2)),
+    "strided": (lambda x, k: ops.conv(x, k, stride=2, padding=1), (1, 5, 6, 8), (3, 3, 8, 2)),
     "tiled max pool": (lambda x, k: ops.max_pool(x * k.sum(), 2), (1, 4, 6, 2), (1,)),
 }
 
@@ -308,8 +340,9 @@ def test_jacfwd_equals_jacrev_and_the_reference_jacobian(name):
 
 
 def test_dispatch_takes_the_reference_where_no_fast_path_serves():
-    """Dense convs with >= 8 channels or a stride, many groups, integer pooling and reference_only() all give
-    the plain reference program (the convs on their materialized input)."""
+    """Stride-1 dense convs with >= 8 channels, strided ones with fewer or with a dilation, many groups,
+    integer pooling and reference_only() all give the plain reference program (the convs on their
+    materialized input)."""
     def same_program(fn, *shapes, dtype=np.float32, reference_fn=None):
         args = [np.zeros(s, dtype) for s in shapes]
         with fast.reference_only():
@@ -321,6 +354,10 @@ def test_dispatch_takes_the_reference_where_no_fast_path_serves():
                         reference_fn=lambda x, k: ops.conv(m(x), k, padding=1))
     assert same_program(lambda x, k: ops.conv(x, k, stride=2), (2, 8, 8, 3), (3, 3, 3, 4),
                         reference_fn=lambda x, k: ops.conv(m(x), k, stride=2))
+    assert same_program(lambda x, k: ops.conv(x, k, stride=2, dilation=2), (2, 9, 9, 8), (3, 3, 8, 4),
+                        reference_fn=lambda x, k: ops.conv(m(x), k, stride=2, dilation=2))
+    assert not same_program(lambda x, k: ops.conv(x, k, stride=2), (2, 9, 9, 8), (3, 3, 8, 4),
+                            reference_fn=lambda x, k: ops.conv(m(x), k, stride=2))
     assert same_program(lambda x, k: ops.conv(x, k, groups=32), (1, 6, 6, 64), (3, 3, 2, 32),
                         reference_fn=lambda x, k: ops.conv(m(x), k, groups=32))
     assert not same_program(lambda x, k: ops.conv(x, k, padding=1), (2, 8, 8, 8), (3, 3, 8, 4))

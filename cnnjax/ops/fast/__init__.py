@@ -11,6 +11,8 @@ path (module)                 taken for                                   instea
 ``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
 ``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, batch_group_count
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
+``strided.strided_conv``      dense, stride > 1, >= 8 input channels,     lhs-dilated conv in the input
+                              no dilation (input gradient by phases)      gradient (zeros inserted)
 ``transpose.by_phases``       transposed conv, stride > 1                 lhs-dilated conv (zeros inserted)
 ``transpose.insert_zeros``    transposed conv, stride 1                   lhs-dilated conv in the gradient
 ``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
@@ -42,7 +44,7 @@ import threading
 import jax
 import jax.numpy as jnp
 
-from cnnjax.ops.fast import banded, depthwise, grouped, pool, transpose
+from cnnjax.ops.fast import banded, depthwise, grouped, pool, strided, transpose
 from cnnjax.ops.fast.materialize import materialized
 
 _state = threading.local()
@@ -81,8 +83,9 @@ def conv(x, kernel, strides, pads, dilations, groups, reference):
     return formulation(x, kernel) if formulation else by_reference(materialized(x), kernel)
 
 
-def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference):
-    """The fast formulation ``f(x, kernel)`` for a conv of these shapes, or None."""
+def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference, materialize=True):
+    """The fast formulation ``f(x, kernel)`` for a conv of these shapes, or None (``materialize``: whether a
+    formulation that takes the input through :func:`materialized` does so; False where it already has)."""
     if banded.applies(x_shape, kernel_shape, strides, pads, dilations, groups):
         stride_1 = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
         return lambda x, kernel: banded.conv_few_input_channels(x, kernel, pads, dilations, stride_1)
@@ -90,9 +93,15 @@ def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, r
         return lambda x, kernel: depthwise.depthwise_conv(x, kernel, strides, pads, dilations)
     if grouped.applies(x_shape, kernel_shape, groups):
         part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
-        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference) or functools.partial(
-            reference, strides=strides, pads=pads, dilations=dilations, groups=1)
+        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference, materialize=False) or (
+            functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1))
         return lambda x, kernel: grouped.grouped_conv(materialized(x), kernel, dense, groups)
+    if strided.applies(x_shape, strides, dilations, groups):
+        nd = len(x_shape) - 2
+        same = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
+        stride_1 = functools.partial(reference, strides=(1,) * nd, pads=((0, 0),) * nd, dilations=dilations, groups=1)
+        take = materialized if materialize else (lambda x: x)
+        return lambda x, kernel: strided.strided_conv(take(x), kernel, strides, pads, same, stride_1)
     return None
 
 
