@@ -199,6 +199,15 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("ops-materialize-not-one", "cnnjax/ops/fast/materialize.py", "uint(width.bit_length())", "uint(1)",
            ("tests/ops/test_fast_paths.py::test_materialized_is_the_identity_bit_for_bit_with_identity_derivatives",),
            "the divisor is not 1 for every bit pattern"),
+    # --- cnnjax/ops/fast/strided.py
+    Mutant("ops-strided-phase-misread", "cnnjax/ops/fast/strided.py",
+           "slice(r, r + s * (m - 1) + 1, s)", "slice(0, s * (m - 1) + 1, s)",
+           ("tests/ops/test_fast_paths.py::test_strided_equals_reference",),
+           "every phase reads phase 0's pixels (the input gradient lands on the wrong pixels)"),
+    Mutant("ops-strided-kernel-tangent-dropped", "cnnjax/ops/fast/strided.py",
+           "terms.append(reference(x, dkernel))", "pass",
+           ("tests/ops/test_fast_paths.py::test_strided_equals_reference",),
+           "the kernel's tangent is dropped (no kernel gradient)"),
     # --- cnnjax/training/checkpoint.py
     Mutant("restore-oldest-first", CHECKPOINT, "sorted(self.latest.all_steps(), reverse=True)",
            "sorted(self.latest.all_steps())", T_RESUME, "resume from the oldest checkpoint kept"),
