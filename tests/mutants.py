@@ -208,6 +208,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "terms.append(reference(x, dkernel))", "pass",
            ("tests/ops/test_fast_paths.py::test_strided_equals_reference",),
            "the kernel's tangent is dropped (no kernel gradient)"),
+    # --- cnnjax/training/train.py: the initial state
+    Mutant("init-llvm-level-0", "cnnjax/training/train.py", '{"xla_backend_optimization_level": 1}',
+           '{"xla_backend_optimization_level": 0}', ("tests/training/test_initial_state.py",),
+           "the init program at LLVM level 0 (faster to compile, other bits)"),
+    Mutant("init-dropout-key-for-params", "cnnjax/training/train.py",
+           'model.init({"params": init_rng, "dropout": dropout_rng}',
+           'model.init({"params": dropout_rng, "dropout": init_rng}', ("tests/training/test_initial_state.py",),
+           "the parameters drawn from the dropout key"),
     # --- cnnjax/training/checkpoint.py
     Mutant("restore-oldest-first", CHECKPOINT, "sorted(self.latest.all_steps(), reverse=True)",
            "sorted(self.latest.all_steps())", T_RESUME, "resume from the oldest checkpoint kept"),

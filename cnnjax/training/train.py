@@ -137,11 +137,6 @@ def _init_jit(fn):
     return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None)
 
 
-def init_variables(model, rngs: dict, image_shape) -> dict:
-    """``model.init(rngs, zeros((1, *image_shape)), train=False)`` as one program (:func:`_init_jit`)."""
-    return _init_jit(functools.partial(model.init, train=False))(rngs, jnp.zeros((1, *image_shape), jnp.float32))
-
-
 def create_train_state(config, model, image_shape, total_steps: int, steps_per_epoch: int = 1,
                        trainable_mask=None) -> TrainState:
     """Initialise parameters from ``config.seed`` (float32) and build the optimizer: the keys, the model's
