@@ -204,6 +204,7 @@ def grouped_case(draw):
 @SETTINGS(6)
 @given(grouped_case(), st.integers(0, 2**16))
 @example(((2, 6, 6, 8), (3, 3, 2, 8), (1, 1), (1, 1), ((1, 1), (1, 1)), 4), 0)  # ResNet's grouped:4 block
+@example(((1, 7, 6, 16), (3, 3, 8, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 2), 1)  # strided groups of 8: fast.strided each
 def test_grouped_equals_reference(case, seed):
     x_shape, k_shape, stride, dilation, pads, groups = case
     assert grouped.applies(x_shape, k_shape, groups)
