@@ -132,15 +132,11 @@ def build_model(config, num_classes: int):
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-def _init_jit(fn):
-    """``jax.jit(fn)``, on CPU compiled with :data:`INIT_COMPILER_OPTIONS` (other backends: XLA's defaults)."""
-    return jax.jit(fn, compiler_options=INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None)
-
-
 def create_train_state(config, model, image_shape, total_steps: int, steps_per_epoch: int = 1,
                        trainable_mask=None) -> TrainState:
     """Initialise parameters from ``config.seed`` (float32) and build the optimizer: the keys, the model's
-    variables and the optimizer state come out of one program (:func:`_init_jit`), not one per array."""
+    variables and the optimizer state come out of one program, not one per array (on CPU compiled with
+    :data:`INIT_COMPILER_OPTIONS`; other backends: XLA's defaults)."""
     tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
     if trainable_mask is not None:
         tx = freeze(tx, trainable_mask)
@@ -151,7 +147,9 @@ def create_train_state(config, model, image_shape, total_steps: int, steps_per_e
                                jnp.zeros((1, *image_shape), jnp.float32), train=False)
         return variables, tx.init(variables["params"]), state_rng
 
-    variables, opt_state, state_rng = _init_jit(initial_arrays)(jax.random.PRNGKey(config.seed))
+    options = INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    variables, opt_state, state_rng = jax.jit(initial_arrays, compiler_options=options)(
+        jax.random.PRNGKey(config.seed))
     params = variables["params"]
     # A copy, not the same buffers: the train step donates the state, and a buffer may be donated only once.
     ema = jax.tree.map(jnp.copy, params) if float(config.get("ema_decay", 0.0)) > 0 else None
