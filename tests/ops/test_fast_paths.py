@@ -189,9 +189,10 @@ def test_separable_equals_reference(case, seed):
 
 @st.composite
 def grouped_case(draw):
+    """Groups of 2, 3 (one dense conv with a block-diagonal kernel) or 9 channels (a conv per group)."""
     nd = draw(st.integers(1, 2))
     groups = draw(st.integers(2, 4))
-    c_in, c_out = groups * draw(st.integers(2, 3)), groups * draw(st.integers(1, 3))
+    c_in, c_out = groups * draw(st.sampled_from([2, 3, 9])), groups * draw(st.integers(1, 3))
     window = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     stride = tuple(draw(st.integers(1, 2)) for _ in range(nd))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
@@ -201,10 +202,11 @@ def grouped_case(draw):
     return (draw(st.integers(1, 2)), *spatial, c_in), (*window, c_in // groups, c_out), stride, dilation, pads, groups
 
 
-@SETTINGS(6)
+@SETTINGS(8)
 @given(grouped_case(), st.integers(0, 2**16))
-@example(((2, 6, 6, 8), (3, 3, 2, 8), (1, 1), (1, 1), ((1, 1), (1, 1)), 4), 0)  # ResNet's grouped:4 block
-@example(((1, 7, 6, 16), (3, 3, 8, 4), (2, 2), (1, 1), ((1, 1), (1, 1)), 2), 1)  # strided groups of 8: fast.strided each
+@example(((2, 6, 6, 8), (3, 3, 2, 8), (1, 1), (1, 1), ((1, 1), (1, 1)), 4), 0)  # ResNet-20 grouped:4, 1st stage
+@example(((1, 7, 6, 16), (3, 3, 4, 32), (2, 2), (1, 1), ((1, 1), (1, 1)), 4), 1)  # block-diagonal, fast.strided
+@example(((1, 7, 6, 64), (3, 3, 16, 8), (2, 2), (1, 1), ((1, 1), (1, 1)), 4), 2)  # groups of 16: fast.strided each
 def test_grouped_equals_reference(case, seed):
     x_shape, k_shape, stride, dilation, pads, groups = case
     assert grouped.applies(x_shape, k_shape, groups)
@@ -212,6 +214,27 @@ def test_grouped_equals_reference(case, seed):
     check_against_reference(
         lambda x, k: ops.conv(x, k, stride=stride, padding=pads, dilation=dilation, groups=groups),
         [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
+
+
+def test_block_diagonal_kernel_and_one_nan_pixel_stays_in_its_group():
+    """The block-diagonal kernel holds each group's kernel on its diagonal block and zeros elsewhere; a NaN
+    (or Inf) pixel of one group's channel reaches only that group's outputs, although the dense conv
+    multiplies it by the other groups' zeros."""
+    rng = np.random.default_rng(0)
+    k = _array(rng, (3, 3, 2, 8))
+    dense = np.asarray(grouped.block_diagonal(jnp.asarray(k), 4))
+    want = np.zeros((3, 3, 8, 8), np.float32)
+    for g in range(4):
+        want[:, :, 2 * g:2 * g + 2, 2 * g:2 * g + 2] = k[..., 2 * g:2 * g + 2]
+    np.testing.assert_array_equal(dense, want)
+    assert grouped.block_diagonal_applies((1, 8, 8, 8), 4) and not grouped.block_diagonal_applies((1, 8, 8, 64), 4)
+    for special in (np.nan, np.inf):
+        x = _array(rng, (1, 8, 8, 8))
+        x[0, 3, 4, 5] = special  # channel 5: group 2
+        y = np.asarray(jax.jit(lambda x, k: ops.conv(x, k, padding=1, groups=4))(x, np.abs(k)))
+        bad = ~np.isfinite(y)
+        assert bad.sum() == 9 * 2 and bad[..., 4:6].sum() == 18, special
+        assert np.isnan(y).any() == np.isnan(special)
 
 
 # ----------------------------------------------------------------------------------------------------- strided

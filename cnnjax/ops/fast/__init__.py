@@ -11,6 +11,8 @@ path (module)                 taken for                                   instea
 ``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
 ``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, batch_group_count
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
+``grouped.block_diagonal``    the same with <= 32 channels, <= 8 per
+                              group (one dense conv)
 ``strided.strided_conv``      dense, stride > 1, >= 8 input channels,     lhs-dilated conv in the input
                               no dilation (input gradient by phases)      gradient (zeros inserted)
 ``transpose.by_phases``       transposed conv, stride > 1                 lhs-dilated conv (zeros inserted)
@@ -95,7 +97,13 @@ def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, r
         part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
         dense = _conv_formulation(*part, strides, pads, dilations, 1, reference, materialize=False) or (
             functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1))
-        return lambda x, kernel: grouped.grouped_conv(materialized(x), kernel, dense, groups)
+        if not grouped.block_diagonal_applies(x_shape, groups):
+            return lambda x, kernel: grouped.grouped_conv(materialized(x), kernel, dense, groups)
+        full = (*kernel_shape[:-2], x_shape[-1], kernel_shape[-1])
+        one_conv = _conv_formulation(x_shape, full, strides, pads, dilations, 1, reference, materialize=False) or (
+            functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1))
+        per_group = functools.partial(grouped.grouped_conv, dense_conv=dense, groups=groups)
+        return lambda x, kernel: grouped.block_diagonal_conv(materialized(x), kernel, groups, one_conv, per_group)
     if strided.applies(x_shape, strides, dilations, groups):
         nd = len(x_shape) - 2
         same = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
