@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnnjax.ops.fast.materialize import materialized
+
 #: More taps than this (e.g. a 9x9 blur) and the unrolled sum stops paying; the reference takes it.
 MAX_TAPS = 49
 
@@ -69,9 +71,10 @@ depthwise_conv.defvjp(_depthwise_conv_fwd, _depthwise_conv_bwd)
 def kernel_gradient(x, dy, kernel_shape, strides, pads, dilations):
     """``dF[u, c m + j] = sum_{n, p} Xpad[n, p S + u D, c] dY[n, p, c m + j]`` for ``kernel_shape`` ``(*k, 1,
     C m)``: every tap's product in one variadic reduction over the batch and the spatial axes but the last,
-    then over the last."""
+    then over the last. ``X`` and ``dY`` are :func:`materialized` first: XLA had fused their producers (a
+    BatchNorm's backward, a ReLU) into the reduction and recomputed them for every tap."""
     nd = x.ndim - 2
-    x = _padded_input(x, kernel_shape, pads)
+    x, dy = materialized(_padded_input(x, kernel_shape, pads)), materialized(dy)
     products = [x[_tap(u, dy.shape[1:-1], strides, dilations)] * dy
                 for u in itertools.product(*[range(k) for k in kernel_shape[:nd]])]
     zeros = [jnp.zeros((), dy.dtype)] * len(products)
