@@ -184,6 +184,25 @@ def test_separable_equals_reference(case, seed):
         [_array(rng, x_shape), _array(rng, k_shape), _array(rng, (mid, 3))], rng, special=(0,))
 
 
+def test_depthwise_kernel_gradient_reads_materialized_input_and_output_gradient():
+    """The depthwise kernel gradient's one reduction over the nine taps reads two buffers (the materialized
+    input and output gradient), not their elementwise producers (here the arrays ``a``, ``b``), which XLA had
+    recomputed inside it; the gradients are unchanged (the reference's, bit for bit, as before)."""
+    def loss(kernel, a, b):
+        x = jax.nn.relu(jax.nn.relu(a * 2.0 + b) * 3.0 + a)
+        return jnp.sum(jax.nn.relu(ops.depthwise_conv(x, kernel, padding=1) * a + b) ** 2)
+
+    args = (jnp.ones((3, 3, 8, 1)), jnp.ones((8, 16, 16, 8)), jnp.ones((8, 16, 16, 8)))
+    entry = jax.jit(jax.grad(loss)).lower(*args).compile().as_text()
+    entry = entry[entry.index("ENTRY"):]
+    parameters = {m.group(1) for m in re.finditer(r"%(\S+) = \S+ parameter\(\d+\)", entry)}
+    reductions = [line for line in entry.splitlines()
+                  if " fusion(" in line and line.split(" fusion(")[0].count("f32[16,8]") == 9]
+    assert len(reductions) == 1, reductions
+    operands = [o.strip().lstrip("%") for o in re.search(r" fusion\((.*?)\), kind", reductions[0]).group(1).split(",")]
+    assert len(operands) == 2 and not parameters & set(operands), operands
+
+
 # ----------------------------------------------------------------------------------------------------- grouped
 
 
