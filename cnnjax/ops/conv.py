@@ -23,6 +23,7 @@ from cnnjax.ops.args import (
     check_window_fits,
     floating_input,
 )
+from cnnjax.ops.arithmetic import output_size
 from cnnjax.ops.padding import check_pad_mode, normalize_padding, pad
 
 
@@ -143,7 +144,5 @@ def pad_first(x_shape, kernel_shape, strides, pads, dilations) -> bool:
     "Window dimensions do not match RHS shape") compiling the gradient of some of those, e.g. a (2, 1, 6, 6)
     input, a (2, 2, 6, 9) kernel, stride (1, 2), padding ((0, 1), (1, 1)); with the padding applied first it
     compiles (see ``tests/ops/test_conv_oracle.py``). The padding is a copy of the input, small here."""
-    nd = len(pads)
-    outs = [(size + lo + hi - d * (k - 1) - 1) // s + 1
-            for size, k, s, (lo, hi), d in zip(x_shape[1:-1], kernel_shape[:nd], strides, pads, dilations)]
+    outs = map(output_size, x_shape[1:-1], kernel_shape[: len(pads)], strides, pads, dilations)
     return any(lo or hi for lo, hi in pads) and 1 in outs

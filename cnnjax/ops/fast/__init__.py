@@ -88,28 +88,26 @@ def conv(x, kernel, strides, pads, dilations, groups, reference):
 def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference, materialize=True):
     """The fast formulation ``f(x, kernel)`` for a conv of these shapes, or None (``materialize``: whether a
     formulation that takes the input through :func:`materialized` does so; False where it already has)."""
+    dense_reference = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
     if banded.applies(x_shape, kernel_shape, strides, pads, dilations, groups):
-        stride_1 = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
-        return lambda x, kernel: banded.conv_few_input_channels(x, kernel, pads, dilations, stride_1)
+        return lambda x, kernel: banded.conv_few_input_channels(x, kernel, pads, dilations, dense_reference)
     if depthwise.applies(x_shape, kernel_shape, groups):
         return lambda x, kernel: depthwise.depthwise_conv(x, kernel, strides, pads, dilations)
     if grouped.applies(x_shape, kernel_shape, groups):
         part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
-        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference, materialize=False) or (
-            functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1))
+        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference, materialize=False) or dense_reference
         if not grouped.block_diagonal_applies(x_shape, groups):
             return lambda x, kernel: grouped.grouped_conv(materialized(x), kernel, dense, groups)
         full = (*kernel_shape[:-2], x_shape[-1], kernel_shape[-1])
-        one_conv = _conv_formulation(x_shape, full, strides, pads, dilations, 1, reference, materialize=False) or (
-            functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1))
+        one_conv = _conv_formulation(x_shape, full, strides, pads, dilations, 1, reference,
+                                     materialize=False) or dense_reference
         per_group = functools.partial(grouped.grouped_conv, dense_conv=dense, groups=groups)
         return lambda x, kernel: grouped.block_diagonal_conv(materialized(x), kernel, groups, one_conv, per_group)
     if strided.applies(x_shape, strides, dilations, groups):
         nd = len(x_shape) - 2
-        same = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
         stride_1 = functools.partial(reference, strides=(1,) * nd, pads=((0, 0),) * nd, dilations=dilations, groups=1)
         take = materialized if materialize else (lambda x: x)
-        return lambda x, kernel: strided.strided_conv(take(x), kernel, strides, pads, same, stride_1)
+        return lambda x, kernel: strided.strided_conv(take(x), kernel, strides, pads, dense_reference, stride_1)
     return None
 
 

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from cnnjax.ops.arithmetic import output_size
+
 #: Fewer input channels than this and XLA:CPU's stride-1 input gradients of the phases are slower than the
 #: reference's (an ImageNet stem, 7x7 stride 2 from 3 channels: 36 vs 20 ms fwd+bwd at (8, 112, 112, 3)).
 MIN_INPUT_CHANNELS = 8
@@ -39,7 +41,7 @@ def by_phases(x, kernel, strides, pads, stride_1):
     nd = x.ndim - 2
     window = kernel.shape[:nd]
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)))
-    out = [(size - k) // s + 1 for size, k, s in zip(x.shape[1:-1], window, strides)]
+    out = list(map(output_size, x.shape[1:-1], window, strides))
     terms = []
     for phase in itertools.product(*[range(min(s, k)) for s, k in zip(strides, window)]):
         sub_kernel = kernel[tuple(slice(r, None, s) for r, s in zip(phase, strides))]
