@@ -185,22 +185,32 @@ def test_separable_equals_reference(case, seed):
 
 
 def test_depthwise_kernel_gradient_reads_materialized_input_and_output_gradient():
-    """The depthwise kernel gradient's one reduction over the nine taps reads two buffers (the materialized
-    input and output gradient), not their elementwise producers (here the arrays ``a``, ``b``), which XLA had
-    recomputed inside it; the gradients are unchanged (the reference's, bit for bit, as before)."""
+    """The depthwise kernel gradient's nine per-tap sums (batch 16: two groups of ``BATCH_FOLD`` = 8 images)
+    each read two buffers, the materialized input and output gradient, not their elementwise producers (here
+    the arrays ``a``, ``b``), which XLA had recomputed inside them."""
     def loss(kernel, a, b):
         x = jax.nn.relu(jax.nn.relu(a * 2.0 + b) * 3.0 + a)
         return jnp.sum(jax.nn.relu(ops.depthwise_conv(x, kernel, padding=1) * a + b) ** 2)
 
-    args = (jnp.ones((3, 3, 8, 1)), jnp.ones((8, 16, 16, 8)), jnp.ones((8, 16, 16, 8)))
+    assert depthwise.BATCH_FOLD == 8
+    args = (jnp.ones((3, 3, 8, 1)), jnp.ones((16, 16, 16, 8)), jnp.ones((16, 16, 16, 8)))
     entry = jax.jit(jax.grad(loss)).lower(*args).compile().as_text()
     entry = entry[entry.index("ENTRY"):]
     parameters = {m.group(1) for m in re.finditer(r"%(\S+) = \S+ parameter\(\d+\)", entry)}
-    reductions = [line for line in entry.splitlines()
-                  if " fusion(" in line and line.split(" fusion(")[0].count("f32[16,8]") == 9]
-    assert len(reductions) == 1, reductions
-    operands = [o.strip().lstrip("%") for o in re.search(r" fusion\((.*?)\), kind", reductions[0]).group(1).split(",")]
-    assert len(operands) == 2 and not parameters & set(operands), operands
+    tap_sums = [line for line in entry.splitlines() if re.search(r"= f32\[2,16,(1,)?16,8\]\S* fusion\(", line)]
+    assert len(tap_sums) == 9, tap_sums
+    for line in tap_sums:
+        operands = [o.strip().lstrip("%") for o in re.search(r" fusion\((.*?)\), kind", line).group(1).split(",")]
+        assert len(operands) == 2 and not parameters & set(operands), operands
+
+
+@SETTINGS(4)
+@given(st.integers(9, 20), st.integers(0, 2**16))
+def test_depthwise_kernel_gradient_of_batches_past_one_group(batch, seed):
+    """Batches of more than ``BATCH_FOLD`` images, whole groups or not (zero-padded), against the reference."""
+    rng = np.random.default_rng(seed)
+    check_against_reference(lambda x, k: ops.depthwise_conv(x, k, padding=1),
+                            [_array(rng, (batch, 5, 6, 3)), _array(rng, (3, 3, 3, 1))], rng, special=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------------------- grouped
@@ -351,7 +361,7 @@ FORWARD_REVERSE_CASES = {
 }
 
 
-#: Fast paths with a custom VJP (reverse mode only): depthwise (its kernel gradient is a variadic lax.reduce).
+#: Fast paths with a custom VJP (reverse mode only): depthwise.
 REVERSE_ONLY = ("depthwise",)
 
 
