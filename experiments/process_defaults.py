@@ -1,13 +1,10 @@
 """Process-wide defaults of cnnjax's entry points (``experiments.*``, ``benchmarks.run``), applied before JAX
 starts a backend. A library import changes nothing in the process; the entry points call :func:`apply`.
 
-- **XLA:CPU's YNNPACK fusions for reductions only.** XLA:CPU hands dots and reductions to YNNPACK by
-  default; for cnnjax's small CNNs on a few cores its dots scale badly across threads: with them off (XLA's
-  own Eigen kernels) the LeNet-5 train step on two cores ran at 0.83x PyTorch instead of 0.70x (means of
-  five rounds of ``python -m benchmarks.run --quick --only lenet5`` each), unchanged on one core. Its
-  reductions stay: XLA's own lowering of a per-channel sum (BatchNorm's statistics and their gradients) is
-  a ``reduce_window`` that adds one output's 32768 values in sequence; with YNNPACK's the ResNet-20 step
-  ran ~8-10% faster (one core, alternating processes) and compiled 10-20% faster. Your own
+- **XLA:CPU's YNNPACK fusions off.** XLA:CPU hands dots and convolutions to YNNPACK by default; for
+  cnnjax's small CNNs on a few cores its fusions scale badly across threads: with them off (XLA's own
+  Eigen kernels) the LeNet-5 train step on two cores ran at 0.83x PyTorch instead of 0.70x (means of five
+  rounds of ``python -m benchmarks.run --quick --only lenet5`` each), unchanged on one core. Your own
   ``--xla_cpu_experimental_ynn_fusion_type`` in ``XLA_FLAGS`` wins; ``CNNJAX_XLA_DEFAULTS=0`` leaves
   ``XLA_FLAGS`` untouched.
 - **A persistent compilation cache**, so a second run of the same config starts training without
@@ -19,8 +16,8 @@ from __future__ import annotations
 
 import os
 
-#: The YNNPACK fusion types cnnjax keeps: reductions (XLA's default list has dots and reductions).
-YNN_REDUCTIONS_ONLY = "--xla_cpu_experimental_ynn_fusion_type=reduce"
+#: Empty list of YNNPACK fusion types = YNNPACK off.
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 #: Set to "0" to leave ``XLA_FLAGS`` as it is ("1" or unset: apply the defaults).
 OPT_OUT = "CNNJAX_XLA_DEFAULTS"
 #: The compilation cache folder; set it empty to turn the cache off.
@@ -29,17 +26,17 @@ DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "cnnjax", "jax")
 
 
 def apply_xla_defaults() -> bool:
-    """Append :data:`YNN_REDUCTIONS_ONLY` to ``XLA_FLAGS`` unless the user set that flag (to any value) or
-    opted out with ``CNNJAX_XLA_DEFAULTS=0``. XLA reads the variable once, when the first backend starts, so an entry
+    """Append :data:`YNN_OFF` to ``XLA_FLAGS`` unless the user set that flag (to any value) or opted out
+    with ``CNNJAX_XLA_DEFAULTS=0``. XLA reads the variable once, when the first backend starts, so an entry
     point calls this before anything runs on JAX. Returns whether the flag was added."""
     choice = os.environ.get(OPT_OUT, "1")
     if choice not in ("0", "1"):
         raise ValueError(f"{OPT_OUT}={choice!r} must be '0' (leave XLA_FLAGS alone) or '1' (apply cnnjax's "
                          "XLA defaults)")
     flags = os.environ.get("XLA_FLAGS", "")
-    if choice == "0" or YNN_REDUCTIONS_ONLY.split("=")[0] in flags:
+    if choice == "0" or YNN_OFF.rstrip("=") in flags:
         return False
-    os.environ["XLA_FLAGS"] = f"{flags} {YNN_REDUCTIONS_ONLY}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
     return True
 
 

@@ -154,12 +154,9 @@ def banded_gemm(x, kernel, pads, dilations, gather: bool = False):
     # on_band[v, c, q]: input column c of a band is tap v of its output column q
     on_band = np.arange(b.span)[None, :, None] - np.arange(b.bw)[None, None, :] == d * np.arange(k)[:, None, None]
     # T by selection, not by multiplying with 0/1: an Inf or NaN tap stays on its band (0 * Inf = NaN)
-    # each (c, q) is on the band of at most one tap v: T picks that tap (a chain of selects, no sum)
     taps = kernel[..., :, None, :, None, :]  # (*outer, v, 1, m, 1, j)
     mask = on_band[:, :, None, :, None]  # (v, c, 1, q, 1)
-    t = jnp.zeros((), kernel.dtype)
-    for v in range(k):
-        t = jnp.where(mask[v], taps[..., v, :, :, :, :], t)  # (*outer, c, m, q, j)
+    t = jnp.sum(jnp.where(mask, taps, jnp.zeros((), kernel.dtype)), axis=nd - 1)  # (*outer, c, m, q, j)
     t = t.reshape(-1, b.bw * c_out)  # rows (outer taps, span, C_in), as R's
     y = jnp.dot(rows.reshape(-1, t.shape[0]), t, precision=lax.Precision.HIGHEST)
     y = y.reshape(x.shape[0], *b.out[:-1], b.bands * b.bw, c_out)
