@@ -75,30 +75,44 @@ depthwise_conv.defvjp(_depthwise_conv_fwd, _depthwise_conv_bwd)
 
 def kernel_gradient(x, dy, kernel_shape, strides, pads, dilations):
     """``dF[u, c m + j] = sum_{n, p} Xpad[n, p S + u D, c] dY[n, p, c m + j]`` for ``kernel_shape`` ``(*k, 1,
-    C m)``. Per tap, the products of each group of :data:`BATCH_FOLD` images are added elementwise (a loop
-    that XLA vectorizes, where its reductions that keep the channel axis run one element at a time); the
-    taps' folded sums are stacked and summed over the rest by one reduction. ``X`` and ``dY`` are
-    :func:`materialized` first (the batch zero-padded to a whole number of groups): XLA had fused their
-    producers (a BatchNorm's backward, a ReLU) into the sums and recomputed them for every tap."""
+    C m)``, every sum by :func:`_fold_leading` (elementwise adds, which XLA vectorizes, where its reductions
+    that keep the channel axis run one element at a time): per tap, the products of each group of
+    :data:`BATCH_FOLD` images; then the taps' folded sums, stacked, over the rest. ``X`` and ``dY`` are
+    :func:`materialized` first: XLA had fused their producers (a BatchNorm's backward, a ReLU) into the sums
+    and recomputed them for every tap."""
     nd = x.ndim - 2
-    fold = min(BATCH_FOLD, x.shape[0])
-    extra = -x.shape[0] % fold
-    x = materialized(_padded_input(x, kernel_shape, ((0, extra), *pads)))
+    extra = -x.shape[0] % min(BATCH_FOLD, x.shape[0])  # zero images, so that the groups are whole
+    x = materialized(_padded_input(x, kernel_shape, pads, extra_images=extra))
     dy = materialized(lax.pad(dy, jnp.zeros((), dy.dtype), ((0, extra, 0),) + ((0, 0, 0),) * (nd + 1)))
     folded = []
     for u in itertools.product(*[range(k) for k in kernel_shape[:nd]]):
         products = x[_tap(u, dy.shape[1:-1], strides, dilations)] * dy
-        groups = products.reshape(-1, fold, *products.shape[1:])
-        folded.append(functools.reduce(jnp.add, [groups[:, i] for i in range(fold)]))  # (N / fold, *out, C m)
-    taps = jnp.stack(folded, axis=nd)  # (N / fold, *out[:-1], taps, out[-1], C m): a tap's rows side by side
-    return taps.sum(axis=tuple(a for a in range(nd + 2) if a != nd)).reshape(kernel_shape)
+        folded.append(_fold_leading(products, levels=1))  # (N / BATCH_FOLD, *out, C m)
+    taps = jnp.stack(folded, axis=nd)  # (N / BATCH_FOLD, *out[:-1], taps, out[-1], C m): a tap's rows together
+    rows = _fold_leading(taps.reshape(-1, *taps.shape[nd:]))  # (taps, out[-1], C m)
+    return _fold_leading(jnp.moveaxis(rows, 1, 0)).reshape(kernel_shape)
 
 
-def _padded_input(x, kernel_shape, pads):
-    """``x`` zero-padded by ``pads`` (one ``(lo, hi)`` per axis but the channels), its channels repeated
-    ``m`` times (channel ``c m + j`` sees ``c``)."""
+def _fold_leading(a, levels=None):
+    """``a`` summed over its first axis by elementwise adds of :data:`BATCH_FOLD` slices at a time (zero rows
+    padded to a whole group), ``levels`` times or until one row is left (which is then dropped)."""
+    level = 0
+    while a.shape[0] > 1 and (levels is None or level < levels):
+        fold = min(BATCH_FOLD, a.shape[0])
+        extra = -a.shape[0] % fold
+        if extra:
+            a = jnp.pad(a, ((0, extra),) + ((0, 0),) * (a.ndim - 1))
+        groups = a.reshape(-1, fold, *a.shape[1:])
+        a = functools.reduce(jnp.add, [groups[:, i] for i in range(fold)])
+        level += 1
+    return a[0] if levels is None else a
+
+
+def _padded_input(x, kernel_shape, pads, extra_images=0):
+    """``x`` zero-padded by ``pads`` (and ``extra_images`` zero images after the batch), its channels
+    repeated ``m`` times (channel ``c m + j`` sees ``c``)."""
     multiplier = kernel_shape[-1] // x.shape[-1]
-    x = lax.pad(x, jnp.zeros((), x.dtype), (*[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)))
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, extra_images, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)))
     return jnp.repeat(x, multiplier, axis=-1) if multiplier > 1 else x
 
 
@@ -111,7 +125,7 @@ def _shifted_slices(x, kernel, strides, pads, dilations):
     """``Y[n, p] = sum_u Xpad[n, p S + u D] F[u]``, the channels repeated for the multiplier."""
     nd = x.ndim - 2
     window = kernel.shape[:nd]
-    x = _padded_input(x, kernel.shape, ((0, 0), *pads))
+    x = _padded_input(x, kernel.shape, pads)
     out = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(x.shape[1:-1], window, strides, dilations)]
     weights = kernel.reshape(*window, kernel.shape[-1])
     taps = itertools.product(*[range(k) for k in window])
