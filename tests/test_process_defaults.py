@@ -53,6 +53,17 @@ def test_the_flag_reaches_the_compiler():
     assert _python(code, {process_defaults.OPT_OUT: "0"}) == "True"  # XLA's own default: YNNPACK fusions on
 
 
+def test_with_the_defaults_a_sum_over_a_relu_keeps_a_nan():
+    """XLA:CPU's own default hands reductions to YNNPACK, fuses the ReLU's ``maximum`` into them, and YNNPACK's
+    ``maximum`` drops NaN: ``sum(relu(x))`` of an array holding a NaN gives 0.0. The entry points' defaults
+    keep YNNPACK off, so the NaN reaches the sum."""
+    code = ("from experiments import process_defaults as p; p.apply_xla_defaults(); import jax, jax.numpy as jnp; "
+            "x = jnp.zeros((32, 8, 8, 16)).at[3, 2, 1, 0].set(jnp.nan); "
+            "print(jax.jit(lambda x: jnp.sum(jax.nn.relu(x)))(x))")
+    assert _python(code, {}) == "nan"
+    assert _python(code, {process_defaults.OPT_OUT: "0"}) == "0.0"  # XLA's default: if this changes, look again
+
+
 def test_an_unknown_opt_out_value_is_refused_with_a_message(monkeypatch):
     monkeypatch.setenv(process_defaults.OPT_OUT, "false")
     with pytest.raises(ValueError, match="CNNJAX_XLA_DEFAULTS='false' must be '0'"):
