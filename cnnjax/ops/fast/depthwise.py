@@ -8,13 +8,13 @@ memory-bound loop (~35x faster than the reference's forward at (32, 28, 28, 64))
 
 Derivatives (a custom VJP): the input gradient is the transpose of the slices, linear in ``X`` (one
 pad per slice, fused into one loop: the depthwise conv of ``dY`` with the flipped kernel); the kernel gradient
-``dF[u, c m + j] = sum_{n, p} Xpad[n, p S + u D, c] dY[n, p, c m + j]`` is :func:`kernel_gradient`: per tap,
-the batch added up in groups of :data:`BATCH_FOLD` images by elementwise adds (a vectorized loop), then one
-reduction of all taps' folded sums. XLA:CPU runs a reduction that keeps the channel axis one element at a
-time: kernel gradient of a 3x3 depthwise conv, ms, one variadic ``lax.reduce`` of all taps (this module's
-formulation until 2026-12-02) / folded: (128, 32, 32, 16) 15.4 / 6.5, (128, 16, 16, 32) 5.6 / 2.3, (128, 8,
-8, 64) 2.2 / 1.1, (32, 28, 28, 64) 11.5 / 3.1, (8, 56, 56, 64) 4.4 / 3.7, (8, 14, 14, 256) 1.2 / 0.85 (one
-reduction per tap, what automatic differentiation of the slices gives, was slower than either; the
+``dF[u, c m + j] = sum_{n, p} Xpad[n, p S + u D, c] dY[n, p, c m + j]`` is :func:`kernel_gradient`, every
+sum as elementwise adds (per tap, the batch in groups of :data:`BATCH_FOLD` images; then the rest, folded by
+8 again), which XLA vectorizes: XLA:CPU runs a reduction that keeps the channel axis one element at a time.
+Kernel gradient of a 3x3 depthwise conv, ms, one variadic ``lax.reduce`` of all taps (this module's
+formulation until 2026-12-02) / folded, two cores: (128, 32, 32, 16) 15.1 / 5.8, (128, 16, 16, 32) 5.6 / 2.0,
+(128, 8, 8, 64) 1.9 / 1.1, (32, 28, 28, 64) 14.2 / 4.5, (8, 56, 56, 64) 4.4 / 3.4, (8, 14, 14, 256) 1.7 / 0.95
+(one reduction per tap, what automatic differentiation of the slices gives, was slower than either; the
 reference's ``batch_group_count`` convolution is rewritten by XLA:CPU into a dense ``C x C`` convolution,
 ``C`` times the useful work). JAX cannot differentiate a custom VJP in forward mode, so ``jax.jvp`` /
 ``jacfwd`` and second derivatives through this path raise; the reference (``with
@@ -40,9 +40,8 @@ from cnnjax.ops.fast.materialize import materialized
 
 #: More taps than this (e.g. a 9x9 blur) and the unrolled sum stops paying; the reference takes it.
 MAX_TAPS = 49
-#: The kernel gradient adds the batch up in groups of this many images elementwise before its reduction
-#: (ResNet-20's three stage shapes at batch 128: 2.0-2.7x faster than one variadic reduction of all taps;
-#: groups of 4 and 16 were slower than 8).
+#: The kernel gradient's sums add this many rows at a time elementwise (in a first version, which folded the
+#: batch only, groups of 4 and 16 images were slower than 8).
 BATCH_FOLD = 8
 
 
