@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnnjax.ops.arithmetic import output_size
 from cnnjax.ops.fast.materialize import materialized
 
 #: More taps than this (e.g. a 9x9 blur) and the unrolled sum stops paying; the reference takes it.
@@ -74,7 +75,7 @@ depthwise_conv.defvjp(_depthwise_conv_fwd, _depthwise_conv_bwd)
 
 def kernel_gradient(x, dy, kernel_shape, strides, pads, dilations):
     """``dF[u, c m + j] = sum_{n, p} Xpad[n, p S + u D, c] dY[n, p, c m + j]`` for ``kernel_shape`` ``(*k, 1,
-    C m)``, every sum by :func:`_fold_leading` (elementwise adds, which XLA vectorizes, where its reductions
+    C m)``, every sum by elementwise adds (:func:`_fold`, which XLA vectorizes, where its reductions
     that keep the channel axis run one element at a time): per tap, the products of each group of
     :data:`BATCH_FOLD` images; then the taps' folded sums, stacked, over the rest. ``X`` and ``dY`` are
     :func:`materialized` first: XLA had fused their producers (a BatchNorm's backward, a ReLU) into the sums
@@ -86,25 +87,28 @@ def kernel_gradient(x, dy, kernel_shape, strides, pads, dilations):
     folded = []
     for u in itertools.product(*[range(k) for k in kernel_shape[:nd]]):
         products = x[_tap(u, dy.shape[1:-1], strides, dilations)] * dy
-        folded.append(_fold_leading(products, levels=1))  # (N / BATCH_FOLD, *out, C m)
+        folded.append(_fold(products))  # (N / BATCH_FOLD, *out, C m)
     taps = jnp.stack(folded, axis=nd)  # (N / BATCH_FOLD, *out[:-1], taps, out[-1], C m): a tap's rows together
-    rows = _fold_leading(taps.reshape(-1, *taps.shape[nd:]))  # (taps, out[-1], C m)
-    return _fold_leading(jnp.moveaxis(rows, 1, 0)).reshape(kernel_shape)
+    rows = _sum_leading(taps.reshape(-1, *taps.shape[nd:]))  # (taps, out[-1], C m)
+    return _sum_leading(jnp.moveaxis(rows, 1, 0)).reshape(kernel_shape)
 
 
-def _fold_leading(a, levels=None):
-    """``a`` summed over its first axis by elementwise adds of :data:`BATCH_FOLD` slices at a time (zero rows
-    padded to a whole group), ``levels`` times or until one row is left (which is then dropped)."""
-    level = 0
-    while a.shape[0] > 1 and (levels is None or level < levels):
-        fold = min(BATCH_FOLD, a.shape[0])
-        extra = -a.shape[0] % fold
-        if extra:
-            a = jnp.pad(a, ((0, extra),) + ((0, 0),) * (a.ndim - 1))
-        groups = a.reshape(-1, fold, *a.shape[1:])
-        a = functools.reduce(jnp.add, [groups[:, i] for i in range(fold)])
-        level += 1
-    return a[0] if levels is None else a
+def _fold(a):
+    """``a`` ``(M, ...)`` -> ``(ceil(M / BATCH_FOLD), ...)``: each group of :data:`BATCH_FOLD` rows added up
+    elementwise (zero rows padded to a whole group)."""
+    fold = min(BATCH_FOLD, a.shape[0])
+    extra = -a.shape[0] % fold
+    if extra:
+        a = jnp.pad(a, ((0, extra),) + ((0, 0),) * (a.ndim - 1))
+    groups = a.reshape(-1, fold, *a.shape[1:])
+    return functools.reduce(jnp.add, [groups[:, i] for i in range(fold)])
+
+
+def _sum_leading(a):
+    """``a`` summed over its first axis by :func:`_fold` until one row is left."""
+    while a.shape[0] > 1:
+        a = _fold(a)
+    return a[0]
 
 
 def _padded_input(x, kernel_shape, pads, extra_images=0):
@@ -125,7 +129,7 @@ def _shifted_slices(x, kernel, strides, pads, dilations):
     nd = x.ndim - 2
     window = kernel.shape[:nd]
     x = _padded_input(x, kernel.shape, pads)
-    out = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(x.shape[1:-1], window, strides, dilations)]
+    out = [output_size(size, k, s, 0, d) for size, k, s, d in zip(x.shape[1:-1], window, strides, dilations)]
     weights = kernel.reshape(*window, kernel.shape[-1])
     taps = itertools.product(*[range(k) for k in window])
     return functools.reduce(jnp.add, [x[_tap(u, out, strides, dilations)] * weights[u] for u in taps])
