@@ -9,7 +9,9 @@ starts a backend. A library import changes nothing in the process; the entry poi
   ``XLA_FLAGS`` untouched.
 - **A persistent compilation cache**, so a second run of the same config starts training without
   recompiling: ``$CNNJAX_CACHE_DIR`` (default ``~/.cache/cnnjax/jax``); ``CNNJAX_CACHE_DIR=`` (empty)
-  turns it off.
+  turns it off. In ``executables/`` of that folder the train loop's compiled programs are also kept keyed
+  by config, arguments, code and installed packages (``cnnjax.training.executable_cache``), so that a second
+  run does not even trace them.
 """
 
 from __future__ import annotations
@@ -42,9 +44,13 @@ def apply_xla_defaults() -> bool:
 
 def enable_compilation_cache() -> str | None:
     """Point JAX's persistent compilation cache at ``$CNNJAX_CACHE_DIR`` (default ``~/.cache/cnnjax/jax``)
-    and cache every program however quickly it compiled. Returns the folder, or None when turned off."""
+    and cache every program however quickly it compiled; the train loop's executable cache goes to its
+    ``executables/`` folder. Returns the folder, or None when turned off."""
+    from cnnjax.training import executable_cache
+
     folder = os.environ.get(CACHE_DIR, DEFAULT_CACHE_DIR)
     if not folder:
+        executable_cache.set_folder(None)
         return None
     folder = os.path.abspath(os.path.expanduser(folder))
     try:
@@ -57,6 +63,7 @@ def enable_compilation_cache() -> str | None:
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    executable_cache.set_folder(os.path.join(folder, "executables"))
     return folder
 
 

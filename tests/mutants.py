@@ -64,6 +64,7 @@ STEPS = "cnnjax/training/steps.py"
 CHECKPOINT = "cnnjax/training/checkpoint.py"
 TRAIN = "cnnjax/training/train.py"
 IDENTITY = "cnnjax/training/run_identity.py"
+EXECUTABLES = "cnnjax/training/executable_cache.py"
 
 T_SOURCES = ("tests/data/test_sources.py", "tests/data/test_tfds.py")
 T_PIPELINE = ("tests/data/test_pipeline.py",)
@@ -83,6 +84,7 @@ T_NAN = ("tests/training/test_errors_and_freezing.py::test_nan_loss_stops_with_t
 T_FROZEN = ("tests/training/test_errors_and_freezing.py::test_frozen_backbone_and_its_batchnorm_stay_bitwise_unchanged",)
 
 T_FAST = ("tests/ops/test_fast_paths.py",)
+T_EXECUTABLES = ("tests/training/test_executable_cache.py",)
 T_POOL = T_FAST + ("tests/ops/test_local_and_pooling.py", "tests/ops/test_backprop.py")
 T_CONV = T_FAST + ("tests/ops/test_conv_oracle.py", "tests/ops/test_backprop.py")
 T_TRANSPOSE = T_FAST + ("tests/ops/test_transpose.py",)
@@ -234,6 +236,18 @@ MUTANTS: tuple[Mutant, ...] = (
            'model.init({"params": init_rng, "dropout": dropout_rng}',
            'model.init({"params": dropout_rng, "dropout": init_rng}', ("tests/training/test_initial_state.py",),
            "the parameters drawn from the dropout key"),
+    # --- cnnjax/training/executable_cache.py and the run's program key
+    Mutant("cache-key-ignores-code", EXECUTABLES, '"code": code_fingerprint(),', '"code": "",', T_EXECUTABLES,
+           "a program compiled from other code is loaded"),
+    Mutant("cache-key-ignores-arguments", EXECUTABLES, '"arguments": _describe_arguments(args),', '', T_EXECUTABLES,
+           "a program compiled for other shapes or dtypes is loaded (the file of another signature)"),
+    Mutant("cache-checksum-not-verified", EXECUTABLES, "if hashlib.sha256(body).hexdigest().encode() != checksum:",
+           "if False:", T_EXECUTABLES, "a damaged file is loaded"),
+    Mutant("cache-saves-what-jaxs-cache-loaded", EXECUTABLES, "    if not jax.config.jax_enable_compilation_cache:\n",
+           "    if True:\n", T_EXECUTABLES,
+           "an executable JAX's persistent cache loaded is saved (XLA:CPU drops kernels: 'Function ... not found')"),
+    Mutant("program-key-drops-the-config", TRAIN, "if k not in HOST_ONLY_FIELDS}", "if k == 'seed'}",
+           T_EXECUTABLES, "runs of different configs share compiled programs"),
     # --- cnnjax/training/checkpoint.py
     Mutant("restore-oldest-first", CHECKPOINT, "sorted(self.latest.all_steps(), reverse=True)",
            "sorted(self.latest.all_steps())", T_RESUME, "resume from the oldest checkpoint kept"),

@@ -36,6 +36,7 @@ from cnnjax.models.common import count_params
 from cnnjax.training import mesh as mesh_lib
 from cnnjax.training.checkpoint import Checkpoints, abstract_tree
 from cnnjax.training.config_checks import check_config, check_dataset
+from cnnjax.training.executable_cache import cached_jit
 from cnnjax.training.metrics import MetricWriter, to_python, write_json
 from cnnjax.training.optimizers import freeze, make_optimizer
 from cnnjax.training.pretrained import load_pretrained
@@ -132,11 +133,26 @@ def build_model(config, num_classes: int):
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
+#: Config fields that never reach a compiled program (the seed is the programs' argument; the rest is host-side):
+#: left out of :func:`program_key`, so that runs differing only in them (a sweep's seeds) share programs.
+HOST_ONLY_FIELDS = ("seed", "init_from", "progress_bar", "tensorboard", "checkpoint_every_steps", "checkpoint_keep")
+
+
+def program_key(config, num_classes: int, image_shape, steps_per_epoch: int) -> dict:
+    """What the run's compiled programs close over, for ``executable_cache.cached_jit``: every config field
+    but :data:`HOST_ONLY_FIELDS`, and what the data set adds (classes, image shape, steps per epoch: the
+    learning-rate schedule's length)."""
+    fields = {k: v for k, v in config.to_dict().items() if k not in HOST_ONLY_FIELDS}
+    return {"config": fields, "num_classes": int(num_classes), "image_shape": [int(n) for n in image_shape],
+            "steps_per_epoch": int(steps_per_epoch)}
+
+
 def create_train_state(config, model, image_shape, total_steps: int, steps_per_epoch: int = 1,
-                       trainable_mask=None) -> TrainState:
+                       trainable_mask=None, *, cache_key: dict | None = None) -> TrainState:
     """Initialise parameters from ``config.seed`` (float32) and build the optimizer: the keys, the model's
     variables and the optimizer state come out of one program, not one per array (on CPU compiled with
-    :data:`INIT_COMPILER_OPTIONS`; other backends: XLA's defaults)."""
+    :data:`INIT_COMPILER_OPTIONS`; other backends: XLA's defaults). With ``cache_key`` (what ``model`` and the
+    optimizer are built from, e.g. :func:`program_key`) that program goes through ``executable_cache``."""
     tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
     if trainable_mask is not None:
         tx = freeze(tx, trainable_mask)
@@ -148,8 +164,13 @@ def create_train_state(config, model, image_shape, total_steps: int, steps_per_e
         return variables, tx.init(variables["params"]), state_rng
 
     options = INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-    variables, opt_state, state_rng = jax.jit(initial_arrays, compiler_options=options)(
-        jax.random.PRNGKey(config.seed))
+    if cache_key is None:
+        init = jax.jit(initial_arrays, compiler_options=options)
+    else:
+        init = cached_jit(initial_arrays, compiler_options=options, name="create_train_state", key={
+            **cache_key, "image_shape": list(image_shape), "total_steps": int(total_steps),
+            "steps_per_epoch": int(steps_per_epoch), "trainable_mask": trainable_mask})
+    variables, opt_state, state_rng = init(jax.random.PRNGKey(config.seed))
     params = variables["params"]
     # A copy, not the same buffers: the train step donates the state, and a buffer may be donated only once.
     ema = jax.tree.map(jnp.copy, params) if float(config.get("ema_decay", 0.0)) > 0 else None
@@ -225,6 +246,7 @@ class RunSpec:
     augment_fn: Callable | None
     top_k: tuple[int, ...]
     identity: dict  # what a checkpoint must match to be resumed
+    program_key: dict  # what the compiled step and eval programs close over (executable_cache)
     num_params: int
     model_name: str
     dataset_name: str
@@ -313,7 +335,9 @@ def describe_run(config, workdir: str, run_input: RunInput, mesh) -> tuple[RunSp
     augment_fn = _make_augment_fn(config)
     image_shape = tuple(dataset.image_shape)
     trainable_mask = trainable_mask_for(config, model, image_shape)
-    state = create_train_state(config, model, image_shape, steps * int(config.num_epochs), steps, trainable_mask)
+    key = program_key(config, dataset.num_classes, image_shape, steps)
+    state = create_train_state(config, model, image_shape, steps * int(config.num_epochs), steps, trainable_mask,
+                               cache_key=key)
     if config.init_from:
         state = load_pretrained(state, config.init_from)
     run = RunSpec(
@@ -324,7 +348,7 @@ def describe_run(config, workdir: str, run_input: RunInput, mesh) -> tuple[RunSp
         loss=config.loss, label_smoothing=float(config.label_smoothing), ema_decay=float(config.ema_decay),
         eval_with_ema=bool(config.eval_with_ema), augment_fn=augment_fn,
         top_k=(1, 5) if dataset.num_classes > 10 else (1,),
-        identity=checkpoint_identity(config, state, image_shape, dataset.num_classes),
+        identity=checkpoint_identity(config, state, image_shape, dataset.num_classes), program_key=key,
         num_params=count_params(state.params), model_name=config.model.name, dataset_name=config.dataset.name)
     return run, state
 
@@ -360,10 +384,11 @@ def _train(run: RunSpec, run_input: RunInput, mesh, state, stop: StopSignals) ->
         progress = _resume(run, state, restored, writer)
         progress.state = mesh_lib.replicate(progress.state, mesh)
         progress.sums = mesh_lib.replicate(progress.sums, mesh)
-        step_fn = jax.jit(functools.partial(train_step_and_sum, loss=run.loss, label_smoothing=run.label_smoothing,
-                                            augment_fn=run.augment_fn, ema_decay=run.ema_decay),
-                          donate_argnums=(0, 1))
-        eval_fn = jax.jit(functools.partial(eval_step, loss=run.loss, use_ema=run.eval_with_ema, top_k=run.top_k))
+        step_fn = cached_jit(functools.partial(train_step_and_sum, loss=run.loss, label_smoothing=run.label_smoothing,
+                                               augment_fn=run.augment_fn, ema_decay=run.ema_decay),
+                             key=run.program_key, donate_argnums=(0, 1))
+        eval_fn = cached_jit(functools.partial(eval_step, loss=run.loss, use_ema=run.eval_with_ema, top_k=run.top_k),
+                             key=run.program_key)
         loop = Loop(run_input, mesh, step_fn, eval_fn, writer, checkpoints, stop)
         progress.started = time.perf_counter()
         while progress.epoch < run.num_epochs:

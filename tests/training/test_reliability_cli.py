@@ -29,12 +29,19 @@ def lock_holder(workdir) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def compiling_env(tmp_path) -> dict:
+    """An empty cache folder of the run's own: it compiles its programs, so that a signal sent half a second after
+    its start lands mid-run (a config run before loads its programs and may finish within that time)."""
+    return {**os.environ, "CNNJAX_CACHE_DIR": str(tmp_path / "cache")}
+
+
 def test_sigterm_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(busy, tmp_path):
     """The rerun ends bitwise equal to the uninterrupted first run of the ``busy`` fixture."""
     reference = busy["workdir"]
     workdir = tmp_path / "w"
+    env = compiling_env(tmp_path)  # the rerun loads the programs this run compiled
     proc = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         # config.json is written under the lock, just before the signal handlers go in; the first step
         # (compilation) follows, so a SIGTERM now lands during the run, before its end.
@@ -51,7 +58,8 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_is_bitwise_equal(busy, tmp_pat
     step = int(lines[-1].split("interrupted at step ")[1].split(";")[0])
     assert lines[-1] == f"interrupted at step {step}; rerun the same command to resume"
     assert (workdir / "checkpoints" / "latest" / str(step)).is_dir() and not (workdir / "summary.json").exists()
-    r = run_cli(*CLI_ARGS, f"--workdir={workdir}")
+    r = subprocess.run(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, capture_output=True, text=True,
+                       timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resumed from the checkpoint at step {step} " in r.stdout
     assert results(workdir) == results(reference)
@@ -97,7 +105,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_a_checkpoint(tmp_path):
     # A child of a shell's background job would inherit an ignored SIGINT; a terminal's Ctrl-C reaches a
     # foreground process with the default disposition, so give the child that.
     proc = subprocess.Popen(cli(*CLI_ARGS, f"--workdir={workdir}"), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
+                            stderr=subprocess.PIPE, text=True, env=compiling_env(tmp_path),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: (workdir / "config.json").exists(), proc)

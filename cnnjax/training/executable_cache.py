@@ -1,0 +1,307 @@
+"""Compiled programs kept on disk, keyed by what determines them before tracing: a second run of the same
+config calls its train step without tracing, lowering or compiling it.
+
+JAX's persistent compilation cache keys a program by its lowered form, so a warm start still traces the step
+(ResNet-20: 0.5-0.6 s, mostly flax) and lowers it (0.1 s) before it finds the compiled program. Here
+:func:`cached_jit` keys a program by
+
+- ``key``: the caller's description of everything ``fn`` closes over (for the train loop: the config's fields
+  that shape the program, the steps per epoch); the caller is responsible for it being complete,
+- the arguments: tree structure (node types, dict keys, paths), shapes, dtypes, weak types, shardings,
+- the code: the contents of every ``.py`` file of each top-level package or module that is loaded from outside
+  the interpreter's and the installed packages' folders (cnnjax, experiments, your own modules), and the name
+  and version of every installed distribution (jax, jaxlib, flax, optax, ...),
+- the process: jax's configuration values, ``XLA_FLAGS`` and the other ``JAX_`` / ``XLA_`` / ``CNNJAX_``
+  variables, the backend, its version and its devices, and the function's name and ``jit`` options.
+
+A changed file, package, flag or config field gives another key: the program is traced and compiled again
+(then JAX's persistent cache may still skip the compile). A file whose checksum does not match, or that fails
+to load, is reported in one line on stderr and compiled again. Off (plain ``jax.jit``) unless a folder is set
+(:func:`set_folder`; the entry points use ``$CNNJAX_CACHE_DIR/executables``), and in runs with more than one
+device or process. Loading executes the file's pickled contents: use a folder only you write to.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import pickle
+import sys
+import sysconfig
+import tempfile
+
+import jax
+from jax.experimental import serialize_executable
+from jax.experimental.compilation_cache import compilation_cache
+
+#: Bumped when the file layout changes.
+FORMAT = 1
+SUFFIX = ".jaxexe"
+
+_folder: str | None = None
+
+
+def set_folder(folder: str | None) -> None:
+    """Keep compiled programs in ``folder`` (created on the first write); None turns the cache off."""
+    global _folder
+    _folder = None if folder is None else os.path.abspath(os.path.expanduser(folder))
+
+
+def get_folder() -> str | None:
+    """The folder set by :func:`set_folder`, or None when the cache is off."""
+    return _folder
+
+
+def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | None = None, name: str | None = None):
+    """``jax.jit(fn, donate_argnums=..., compiler_options=...)`` whose compiled program for each argument
+    signature is saved to and loaded from the cache folder. Plain ``jax.jit`` when the cache is off."""
+    jitted = jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
+    if _folder is None or jax.process_count() > 1 or jax.device_count() > 1:
+        return jitted
+    description = {"name": name or _qualified_name(fn), "key": key, "donate_argnums": list(_tuple(donate_argnums)),
+                   "compiler_options": compiler_options or {}}
+    return CachedJit(jitted, _folder, description)
+
+
+class CachedJit:
+    """A jitted function whose compiled programs come from (or go to) ``folder``; see :func:`cached_jit`."""
+
+    def __init__(self, jitted, folder: str, description: dict):
+        self._jitted, self._folder, self._description = jitted, folder, description
+        self._by_signature: dict = {}
+        self._last = self._last_signature = None
+        #: How the programs of this function were obtained, in call order: "loaded", "compiled",
+        #: "recompiled" (a damaged file) or "compiled, not saved" (its output tree cannot be pickled, or the
+        #: folder cannot be written).
+        self.events: list[str] = []
+
+    def __call__(self, *args):
+        if self._last is not None:
+            try:
+                return self._last(*args)
+            except TypeError:  # another signature? JAX checks tree and types before it runs (or donates) anything
+                signature = _signature(args)
+                if signature == self._last_signature:
+                    raise
+        else:
+            signature = _signature(args)
+        compiled = self._by_signature.get(signature)
+        if compiled is None:
+            compiled = self._by_signature[signature] = self._load_or_compile(args)
+        self._last, self._last_signature = compiled, signature
+        return compiled(*args)
+
+    def path_for(self, *args) -> str:
+        """The file that holds (or will hold) the program for these arguments."""
+        description = {**self._description, "arguments": _describe_arguments(args), "code": code_fingerprint(),
+                       "environment": environment_fingerprint()}
+        digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
+        return os.path.join(self._folder, f"{self._description['name']}-{digest[:32]}{SUFFIX}")
+
+    def _load_or_compile(self, args):
+        path = self.path_for(*args)
+        in_tree = jax.tree_util.tree_structure((args, {}))
+        statics = _static_objects(in_tree)
+        if os.path.exists(path):
+            try:
+                compiled = _load(path, in_tree, statics)
+                self.events.append("loaded")
+                return compiled
+            except Exception as e:  # noqa: BLE001 - any damage: say so, compile again, overwrite
+                print(f"cnnjax: compiled program {path} cannot be used ({type(e).__name__}: {e}); compiling it "
+                      "again", file=sys.stderr, flush=True)
+                event = "recompiled"
+        else:
+            event = "compiled"
+        compiled = _compile_past_persistent_cache(self._jitted.trace(*args).lower())
+        try:
+            _save(path, compiled, statics)
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError, NotImplementedError, OSError) as e:
+            print(f"cnnjax: compiled program of {self._description['name']} not saved ({type(e).__name__}: {e})",
+                  file=sys.stderr, flush=True)
+            event = "compiled, not saved"
+        self.events.append(event)
+        return compiled
+
+
+def _compile_past_persistent_cache(lowered):
+    """``lowered.compile()`` with JAX's persistent compilation cache off for this one compile: XLA:CPU (jaxlib
+    0.10.2) serializes an executable that was itself loaded from a serialized one without some of its kernels
+    ("Function ... not found" when the copy runs; tested), so only a fresh compile may be saved here."""
+    if not jax.config.jax_enable_compilation_cache:
+        return lowered.compile()
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        return lowered.compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", True)
+        compilation_cache.reset_cache()
+
+
+def _save(path: str, compiled, statics: list) -> None:
+    """Write ``sha256(body) + newline + body`` atomically; body = pickle of (executable, output tree)."""
+    payload, _, out_tree = serialize_executable.serialize(compiled)
+    ids = {id(obj): i for i, obj in enumerate(statics)}
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ids.get(id(obj))
+
+    tree_bytes = io.BytesIO()
+    _Pickler(tree_bytes).dump(out_tree)
+    body = pickle.dumps({"format": FORMAT, "executable": payload, "out_tree": tree_bytes.getvalue()})
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _load(path: str, in_tree, statics: list):
+    with open(path, "rb") as f:
+        checksum, _, body = f.read().partition(b"\n")
+    if hashlib.sha256(body).hexdigest().encode() != checksum:
+        raise ValueError("checksum mismatch")
+    content = pickle.loads(body)
+    if content.get("format") != FORMAT:
+        raise ValueError(f"format {content.get('format')!r}, expected {FORMAT}")
+
+    class _Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid):
+            return statics[pid]
+
+    out_tree = _Unpickler(io.BytesIO(content["out_tree"])).load()
+    return serialize_executable.deserialize_and_load(content["executable"], in_tree, out_tree)
+
+
+def _static_objects(treedef) -> list:
+    """The non-plain objects in the tree's node data (e.g. a TrainState's ``apply_fn`` and ``tx``), in a fixed
+    order: the output tree refers to them by position, so that they need not be pickled."""
+    found = []
+
+    def visit(t):
+        if t.num_nodes == 1 and t.num_leaves <= 1:
+            return
+        data = t.node_data()
+        if data is not None and not _plain(data[1]):
+            found.extend(data[1] if isinstance(data[1], tuple) else (data[1],))
+        for child in t.children():
+            visit(child)
+
+    visit(treedef)
+    return found
+
+
+def _plain(value) -> bool:
+    """Strings, numbers, None and tuples/lists/dicts of them: safe to describe by ``repr``."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _structure(treedef) -> str:
+    """The tree's node types and plain node data (dict keys, field names), without object addresses."""
+    if treedef.num_nodes == 1 and treedef.num_leaves == 1:
+        return "*"
+    data = treedef.node_data()
+    if data is None:
+        return "None"
+    kind, aux = data
+    aux_text = repr(aux) if _plain(aux) else f"<{len(aux) if isinstance(aux, tuple) else 1} static>"
+    return f"{kind.__module__}.{kind.__qualname__}{aux_text}({','.join(_structure(c) for c in treedef.children())})"
+
+
+def _aval_text(x) -> str:
+    aval = jax.typeof(x)
+    sharding = getattr(x, "sharding", None)
+    return f"{aval.str_short()}{' weak' if getattr(aval, 'weak_type', False) else ''} {sharding!r}"
+
+
+def _describe_arguments(args) -> dict:
+    leaves = jax.tree_util.tree_leaves(args)
+    return {"structure": _structure(jax.tree_util.tree_structure(args)), "leaves": [_aval_text(x) for x in leaves]}
+
+
+def _signature(args):
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple(_aval_text(x) for x in leaves)
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return tuple(sorted({os.path.join(p, "") for r in roots for p in (os.path.abspath(r), os.path.realpath(r))}))
+
+
+def _outside_installed_packages(path: str) -> bool:
+    return not os.path.abspath(path).startswith(_installed_roots())
+
+
+def code_fingerprint() -> str:
+    """sha256 over the ``.py`` files of every top-level package (or module) loaded from outside the
+    interpreter's and the installed packages' folders: all of its files, not only the imported ones."""
+    roots = set()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or not file.endswith(".py") or not _outside_installed_packages(file):
+            continue
+        top = sys.modules.get(module.__name__.partition(".")[0])
+        top_file = getattr(top, "__file__", None) or file
+        roots.add(os.path.dirname(top_file) if top_file.endswith("__init__.py") else top_file)
+    return _hash_sources(tuple(sorted(roots)))
+
+
+def _hash_sources(roots: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for root in roots:
+        files = [root] if root.endswith(".py") else sorted(
+            os.path.join(d, f) for d, _, names in os.walk(root) for f in names if f.endswith(".py"))
+        for file in files:
+            digest.update(file.encode() + b"\0")
+            with open(file, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> str:
+    """The installed distributions' metadata folders (``name-version.dist-info``) on ``sys.path``: their names
+    carry the versions, and listing them is much quicker than reading every distribution's metadata."""
+    names = set()
+    for entry in sys.path:
+        if os.path.isdir(entry or "."):
+            names.update(f"{entry}/{n}" for n in os.listdir(entry or ".") if n.endswith((".dist-info", ".egg-info")))
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
+
+
+def environment_fingerprint() -> dict:
+    """Installed distributions, jax's configuration, the JAX/XLA/CNNJAX variables, the backend's devices."""
+    config = {k: repr(v) for k, v in sorted(jax.config.values.items())}
+    variables = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("JAX_", "XLA_", "CNNJAX_"))}
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
+    backend = jax.devices()[0].client
+    return {"distributions": _distributions(), "python": sys.version, "jax_config": config, "variables": variables,
+            "backend": [backend.platform, backend.platform_version], "devices": devices}
+
+
+def _qualified_name(fn) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}".replace("<", "").replace(">", "")
+
+
+def _tuple(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)

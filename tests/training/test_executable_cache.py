@@ -1,0 +1,215 @@
+"""``executable_cache``: compiled programs saved, loaded (in this process and in new ones) with the same results,
+keyed by the caller's key, the arguments, the code and the installed packages; damaged files recompiled."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.training import executable_cache
+from cnnjax.training.train import program_key, train_and_evaluate
+from tests.conftest import REPO_ROOT
+from tests.training.run_helpers import assert_same_run, tiny_config
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """The cache on, in a temporary folder, for one test."""
+    before = executable_cache.get_folder()
+    executable_cache.set_folder(str(tmp_path / "executables"))
+    yield tmp_path / "executables"
+    executable_cache.set_folder(before)
+
+
+def _fn(x, w):
+    return {"y": jnp.tanh(x @ w).sum(0), "g": jax.grad(lambda w: jnp.sum(jnp.sin(x @ w) ** 2))(w)}
+
+
+def _args(n=8):
+    rng = np.random.default_rng(0)
+    return jnp.asarray(rng.normal(size=(n, 6)), jnp.float32), jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+
+
+def _assert_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_off_unless_a_folder_is_set():
+    assert executable_cache.get_folder() is None  # a library import leaves it off
+    f = executable_cache.cached_jit(_fn, key={})
+    assert not isinstance(f, executable_cache.CachedJit)
+    _assert_equal(f(*_args()), jax.jit(_fn)(*_args()))
+
+
+def test_a_program_is_saved_then_loaded_with_the_same_results(folder):
+    first = executable_cache.cached_jit(_fn, key={"k": 1})
+    expected = jax.jit(_fn)(*_args())
+    _assert_equal(first(*_args()), expected)
+    assert first.events == ["compiled"]
+    assert os.listdir(folder) == [os.path.basename(first.path_for(*_args()))]
+    again = executable_cache.cached_jit(_fn, key={"k": 1})
+    _assert_equal(again(*_args()), expected)
+    _assert_equal(again(*_args()), expected)
+    assert again.events == ["loaded"]
+
+
+def test_another_signature_gets_its_own_program(folder):
+    f = executable_cache.cached_jit(_fn, key={})
+    for n in (8, 5, 8, 5):
+        _assert_equal(f(*_args(n)), jax.jit(_fn)(*_args(n)))
+    assert f.events == ["compiled", "compiled"]
+    assert len(os.listdir(folder)) == 2
+    with pytest.raises(TypeError):
+        f(jnp.ones((8, 6)), jnp.ones((7, 3)))  # JAX's own error for shapes that do not fit
+
+
+def test_the_key_arguments_and_options_choose_the_file(folder):
+    def path(key, args, **kw):
+        return executable_cache.cached_jit(_fn, key=key, **kw).path_for(*args)
+
+    x, w = _args()
+    base = path({"lr": 0.1}, (x, w))
+    assert path({"lr": 0.1}, (x, w)) == base
+    assert path({"lr": 0.2}, (x, w)) != base
+    assert path({"lr": 0.1}, (x[:4], w)) != base
+    assert path({"lr": 0.1}, (x.astype(jnp.bfloat16), w)) != base
+    assert path({"lr": 0.1}, (x, w), donate_argnums=0) != base
+    assert path({"lr": 0.1}, (x, w), compiler_options={"xla_backend_optimization_level": 1}) != base
+
+
+def test_the_code_and_the_installed_packages_are_in_the_key(folder, tmp_path, monkeypatch):
+    f = executable_cache.cached_jit(_fn, key={})
+    package = tmp_path / "src" / "cachekeypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    (package / "unimported.py").write_text("OTHER = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    import cachekeypkg  # noqa: F401 - a loaded top-level package outside the installed ones
+
+    try:
+        before, path = executable_cache.code_fingerprint(), f.path_for(*_args())
+        (package / "unimported.py").write_text("OTHER = 3\n")  # a file of the package, though not imported
+        assert executable_cache.code_fingerprint() != before
+        assert f.path_for(*_args()) != path
+    finally:
+        del sys.modules["cachekeypkg"]
+    packages, path = executable_cache.environment_fingerprint()["distributions"], f.path_for(*_args())
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "somepackage-1.0.dist-info").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    executable_cache._distributions.cache_clear()
+    try:
+        assert executable_cache.environment_fingerprint()["distributions"] != packages
+        assert f.path_for(*_args()) != path
+    finally:
+        monkeypatch.undo()
+        executable_cache._distributions.cache_clear()
+
+
+def test_a_damaged_file_is_reported_and_compiled_again(folder, capfd):
+    f = executable_cache.cached_jit(_fn, key={})
+    expected = f(*_args())
+    path = f.path_for(*_args())
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    g = executable_cache.cached_jit(_fn, key={})
+    _assert_equal(g(*_args()), expected)
+    assert g.events == ["recompiled"]
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be used (ValueError: checksum mismatch); compiling it again" in err[0]
+    h = executable_cache.cached_jit(_fn, key={})
+    _assert_equal(h(*_args()), expected)
+    assert h.events == ["loaded"]
+
+
+_STEP_SCRIPT = """
+import json, sys
+from experiments import process_defaults
+process_defaults.apply()
+import jax, jax.numpy as jnp, numpy as np
+from cnnjax.models import get_model
+from cnnjax.training import executable_cache
+from cnnjax.training.steps import train_step
+from cnnjax.training.train import create_train_state
+from tests.training.test_executable_cache import step_config
+if sys.argv[1] == "off":
+    executable_cache.set_folder(None)
+config = step_config()
+state = create_train_state(config, get_model("lenet5", num_classes=10), (28, 28, 1), total_steps=100, cache_key={})
+step = executable_cache.cached_jit(train_step, key={}, donate_argnums=0)
+rng = np.random.default_rng(0)
+batch = {"image": jnp.asarray(rng.integers(0, 256, (16, 28, 28, 1), np.uint8)),
+         "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+losses = []
+for _ in range(3):
+    kernel = jax.tree.leaves(state.params)[0]
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["loss"]))
+print(json.dumps({"losses": losses, "donated": kernel.is_deleted(), "events": getattr(step, "events", None),
+                  "params": float(sum(jnp.sum(x.astype(jnp.float64) ** 2) for x in jax.tree.leaves(state.params)))}))
+"""
+
+
+def step_config():
+    import ml_collections
+
+    return ml_collections.ConfigDict({"seed": 3, "optimizer": {"name": "adam", "learning_rate": 1e-3,
+                                                               "schedule": "constant", "weight_decay": 0.0}})
+
+
+def test_a_new_process_loads_a_train_step_that_jaxs_own_cache_had_compiled(tmp_path):
+    """The train step (a TrainState with static fields, its input donated) in three processes sharing JAX's
+    persistent cache: plain jit (fills JAX's cache), then the executable cache compiles (JAX's cache holds the
+    program) and saves, then a third process loads it. XLA:CPU would lose kernels if the second process had
+    saved the executable JAX's cache gave it; all three must train to the same bits."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "CNNJAX_XLA_DEFAULTS")}
+    env.update(CNNJAX_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=REPO_ROOT)
+
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", _STEP_SCRIPT, mode], env=env, cwd=REPO_ROOT, capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    plain, compiled, loaded = run("off"), run("on"), run("on")
+    assert (plain["events"], compiled["events"], loaded["events"]) == (None, ["compiled"], ["loaded"])
+    assert plain["losses"] == compiled["losses"] == loaded["losses"]
+    assert plain["params"] == compiled["params"] == loaded["params"]
+    assert plain["donated"] and compiled["donated"] and loaded["donated"]
+    assert sorted(n.split("-")[0] for n in os.listdir(tmp_path / "cache" / "executables")) == [
+        "cnnjax.training.steps.train_step", "create_train_state"]
+
+
+def test_the_runs_program_key_has_every_config_field_but_the_host_only_ones():
+    def key(**overrides):
+        return program_key(tiny_config(**overrides), num_classes=10, image_shape=(28, 28, 1), steps_per_epoch=8)
+
+    assert key(seed=5, checkpoint_keep=1, progress_bar=True) == key()
+    for field, value in (("optimizer.learning_rate", 0.5), ("num_epochs", 3), ("augment.hflip", False),
+                         ("label_smoothing", 0.1), ("model.name", "small_cnn"), ("batch_size", 32)):
+        assert key(**{field: value}) != key(), field
+    assert program_key(tiny_config(), 10, (28, 28, 1), 9) != key()  # the schedule's length
+    assert program_key(tiny_config(), 11, (28, 28, 1), 8) != key()  # the classifier's width
+
+
+def test_a_second_run_of_a_config_loads_its_programs_and_trains_the_same(folder, tmp_path):
+    """train_and_evaluate's three programs (initial state, train step, evaluation) are saved by the first run;
+    a run of the same config with another seed in another workdir loads them (no file written) and matches the
+    same run without the cache, bit for bit."""
+    train_and_evaluate(tiny_config(seed=0), str(tmp_path / "first"))
+    names = sorted(os.listdir(folder))
+    assert sorted(n.split("-")[0] for n in names) == [
+        "cnnjax.training.steps.eval_step", "cnnjax.training.steps.train_step_and_sum", "create_train_state"]
+    written = {n: os.stat(folder / n).st_mtime_ns for n in names}
+    train_and_evaluate(tiny_config(seed=1), str(tmp_path / "cached"))
+    assert {n: os.stat(folder / n).st_mtime_ns for n in sorted(os.listdir(folder))} == written
+    executable_cache.set_folder(None)
+    train_and_evaluate(tiny_config(seed=1), str(tmp_path / "plain"))
+    assert_same_run(tmp_path / "cached", tmp_path / "plain")
