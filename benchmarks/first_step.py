@@ -57,7 +57,8 @@ def _child(model_name: str, executables: bool) -> dict:
 
 
 #: (row name, executable cache on): the entry points' two caches cold then warm, then JAX's cache alone.
-ROWS = (("cold", True), ("warm", True), ("cold, JAX's cache only", False), ("warm, JAX's cache only", False))
+ROWS = (("cold, both caches", True), ("warm, both caches", True), ("cold, JAX's cache alone", False),
+        ("warm, JAX's cache alone", False))
 
 
 def cold_and_warm(model_name: str = "resnet20") -> list[dict]:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
         print(json.dumps(_child(args.model, executables=not args.no_executable_cache)), flush=True)
         return 0
     for row in cold_and_warm(args.model):
-        print(f"{row['model']} {row['cache']:22s} caches: first step {row['first_step_s']:5.2f} s (train state "
+        print(f"{row['model']} {row['cache']:23s}: first step {row['first_step_s']:5.2f} s (train state "
               f"{row['state_s']:5.2f} s, process start to first step {row['to_first_step_s']:5.2f} s; step program "
               f"{', '.join(row['step_program'])}; {row['cache_files']} cache files)")
     return 0
