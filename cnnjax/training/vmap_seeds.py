@@ -29,6 +29,7 @@ import numpy as np
 from cnnjax.data.pipeline import eval_batches, steps_per_epoch, train_batches
 from cnnjax.data.sources import get_dataset
 from cnnjax.training.config_checks import check_config, check_dataset
+from cnnjax.training.executable_cache import cached_jit
 from cnnjax.training.metrics import to_python, write_json
 from cnnjax.training.run_identity import CONFIG_FILE, SUMMARY_FILE, check_same_run, config_differences
 from cnnjax.training.steps import eval_step, new_train_sums, train_step_and_sum
@@ -39,6 +40,7 @@ from cnnjax.training.train import (
     count_params,
     create_train_state,
     prepare_workdir,
+    program_key,
 )
 from cnnjax.training.workdir_lock import WorkdirLock
 
@@ -138,14 +140,17 @@ def _build_group(configs, workdirs) -> SeedGroup:
     steps = steps_per_epoch(len(dataset.train), int(config.batch_size))
     model = build_model(config, dataset.num_classes)
     image_shape = tuple(dataset.image_shape)
-    state = stack_states([create_train_state(c, model, image_shape, steps * int(config.num_epochs), steps)
-                          for c in configs])
-    step_fn = jax.jit(jax.vmap(functools.partial(
+    key = program_key(config, dataset.num_classes, image_shape, steps)  # the seeds differ only in their seed
+    state = stack_states([create_train_state(c, model, image_shape, steps * int(config.num_epochs), steps,
+                                             cache_key=key) for c in configs])
+    step_fn = cached_jit(jax.vmap(functools.partial(
         train_step_and_sum, loss=config.loss, label_smoothing=float(config.label_smoothing),
-        augment_fn=_make_augment_fn(config), ema_decay=float(config.ema_decay))), donate_argnums=(0, 1))
+        augment_fn=_make_augment_fn(config), ema_decay=float(config.ema_decay))), donate_argnums=(0, 1),
+        key=key, name="vmap_seeds.train_step_and_sum")
     top_k = (1, 5) if dataset.num_classes > 10 else (1,)
-    eval_fn = jax.jit(jax.vmap(functools.partial(eval_step, loss=config.loss, use_ema=bool(config.eval_with_ema),
-                                                 top_k=top_k), in_axes=(0, None)))
+    eval_fn = cached_jit(jax.vmap(functools.partial(eval_step, loss=config.loss, use_ema=bool(config.eval_with_ema),
+                                                    top_k=top_k), in_axes=(0, None)),
+                         key=key, name="vmap_seeds.eval_step")
     return SeedGroup(configs, workdirs, dataset, state, step_fn, eval_fn, top_k,
                      count_params(jax.tree.map(lambda p: p[0], state.params)))
 

@@ -213,3 +213,33 @@ def test_a_second_run_of_a_config_loads_its_programs_and_trains_the_same(folder,
     executable_cache.set_folder(None)
     train_and_evaluate(tiny_config(seed=1), str(tmp_path / "plain"))
     assert_same_run(tmp_path / "cached", tmp_path / "plain")
+
+
+def test_vmap_over_seeds_loads_its_programs_and_trains_the_same(folder, tmp_path):
+    """``train_seeds`` (a sweep's --vmap_seeds) keeps its vmapped programs the same way."""
+    from cnnjax.training.vmap_seeds import train_seeds
+    from tests.training.sweep_config_tiny import get_config
+
+    def configs(*seeds):
+        out = []
+        for s in seeds:
+            c = get_config()
+            with c.unlocked():
+                del c["sweep"]
+            c.seed = s
+            out.append(c)
+        return out
+
+    def summaries(name):
+        return [{k: v for k, v in r.items() if k in ("test_loss", "test_accuracy", "steps")} for r in
+                train_seeds(configs(0, 1), [str(tmp_path / name / str(s)) for s in (0, 1)])]
+
+    summaries("first")
+    names = sorted(os.listdir(folder))
+    assert sorted(n.split("-")[0] for n in names) == [
+        "create_train_state", "vmap_seeds.eval_step", "vmap_seeds.train_step_and_sum"]
+    written = {n: os.stat(folder / n).st_mtime_ns for n in names}
+    cached = summaries("cached")
+    assert {n: os.stat(folder / n).st_mtime_ns for n in sorted(os.listdir(folder))} == written
+    executable_cache.set_folder(None)
+    assert cached == summaries("plain")
