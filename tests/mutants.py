@@ -248,6 +248,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "an executable JAX's persistent cache loaded is saved (XLA:CPU drops kernels: 'Function ... not found')"),
     Mutant("program-key-drops-the-config", TRAIN, "if k not in HOST_ONLY_FIELDS}", "if k == 'seed'}",
            T_EXECUTABLES, "runs of different configs share compiled programs"),
+    Mutant("metrics-tensorboardx-imports-torch", "cnnjax/training/metrics.py", 'sys.modules["torch"] = None  #',
+           "pass  #", ("tests/training/test_metrics.py",),
+           "the metric writer's tensorboardX import pulls in torch (seconds of every run's start)"),
     # --- cnnjax/training/checkpoint.py
     Mutant("restore-oldest-first", CHECKPOINT, "sorted(self.latest.all_steps(), reverse=True)",
            "sorted(self.latest.all_steps())", T_RESUME, "resume from the oldest checkpoint kept"),
