@@ -246,6 +246,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("cache-saves-what-jaxs-cache-loaded", EXECUTABLES, "    if not jax.config.jax_enable_compilation_cache:\n",
            "    if True:\n", T_EXECUTABLES,
            "an executable JAX's persistent cache loaded is saved (XLA:CPU drops kernels: 'Function ... not found')"),
+    Mutant("cache-never-pruned", EXECUTABLES, "            _prune(self._folder, _max_bytes, keep=path)\n", "",
+           T_EXECUTABLES, "the executable folder grows without bound"),
     Mutant("program-key-drops-the-config", TRAIN, "if k not in HOST_ONLY_FIELDS}", "if k == 'seed'}",
            T_EXECUTABLES, "runs of different configs share compiled programs"),
     Mutant("metrics-tensorboardx-imports-torch", "cnnjax/training/metrics.py", 'sys.modules["torch"] = None  #',

@@ -14,11 +14,12 @@ JAX's persistent compilation cache keys a program by its lowered form, so a warm
 - the process: jax's configuration values, ``XLA_FLAGS`` and the other ``JAX_`` / ``XLA_`` / ``CNNJAX_``
   variables, the backend, its version and its devices, and the function's name and ``jit`` options.
 
-A changed file, package, flag or config field gives another key: the program is traced and compiled again
-(then JAX's persistent cache may still skip the compile). A file whose checksum does not match, or that fails
-to load, is reported in one line on stderr and compiled again. Off (plain ``jax.jit``) unless a folder is set
-(:func:`set_folder`; the entry points use ``$CNNJAX_CACHE_DIR/executables``), and in runs with more than one
-device or process. Loading executes the file's pickled contents: use a folder only you write to.
+A changed file, package, flag or config field gives another key: the program is traced and compiled again, in
+full (see :func:`_compile_past_persistent_cache`). A file whose checksum does not match, or that fails to load,
+is reported in one line on stderr and compiled again. The folder keeps at most :data:`MAX_FOLDER_BYTES`, least
+recently used files deleted first. Off (plain ``jax.jit``) unless a folder is set (:func:`set_folder`; the
+entry points use ``$CNNJAX_CACHE_DIR/executables``), and in runs with more than one device or process. Loading
+executes the file's pickled contents: use a folder only you write to.
 """
 
 from __future__ import annotations
@@ -40,14 +41,20 @@ from jax.experimental.compilation_cache import compilation_cache
 #: Bumped when the file layout changes.
 FORMAT = 1
 SUFFIX = ".jaxexe"
+#: The folder's size limit: after a save, the least recently used files (by modification time, which a load
+#: refreshes) are deleted until the folder fits. Every code change gives new keys, so files would pile up.
+MAX_FOLDER_BYTES = 2 << 30
 
 _folder: str | None = None
+_max_bytes = MAX_FOLDER_BYTES
 
 
-def set_folder(folder: str | None) -> None:
-    """Keep compiled programs in ``folder`` (created on the first write); None turns the cache off."""
-    global _folder
+def set_folder(folder: str | None, max_bytes: int = MAX_FOLDER_BYTES) -> None:
+    """Keep compiled programs in ``folder`` (created on the first write), at most ``max_bytes`` of them (least
+    recently used deleted first); None turns the cache off."""
+    global _folder, _max_bytes
     _folder = None if folder is None else os.path.abspath(os.path.expanduser(folder))
+    _max_bytes = int(max_bytes)
 
 
 def get_folder() -> str | None:
@@ -108,6 +115,7 @@ class CachedJit:
         if os.path.exists(path):
             try:
                 compiled = _load(path, in_tree, statics)
+                _touch(path)
                 self.events.append("loaded")
                 return compiled
             except Exception as e:  # noqa: BLE001 - any damage: say so, compile again, overwrite
@@ -119,6 +127,7 @@ class CachedJit:
         compiled = _compile_past_persistent_cache(self._jitted.trace(*args).lower())
         try:
             _save(path, compiled, statics)
+            _prune(self._folder, _max_bytes, keep=path)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError, NotImplementedError, OSError) as e:
             print(f"cnnjax: compiled program of {self._description['name']} not saved ({type(e).__name__}: {e})",
                   file=sys.stderr, flush=True)
@@ -163,6 +172,33 @@ def _save(path: str, compiled, statics: list) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _touch(path: str) -> None:
+    """Mark a file as used now (its modification time orders :func:`_prune`)."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only folder still serves its programs
+        pass
+
+
+def _prune(folder: str, max_bytes: int, keep: str) -> None:
+    """Delete the least recently used program files until the folder holds at most ``max_bytes`` (never ``keep``)."""
+    files = []
+    for name in os.listdir(folder):
+        if name.endswith(SUFFIX):
+            stat = os.stat(os.path.join(folder, name))
+            files.append((stat.st_mtime_ns, stat.st_size, os.path.join(folder, name)))
+    total = sum(size for _, size, _ in files)
+    for _, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        if path != keep:
+            try:
+                os.unlink(path)
+                total -= size
+            except FileNotFoundError:  # another process pruned it
+                total -= size
 
 
 def _load(path: str, in_tree, statics: list):

@@ -243,3 +243,17 @@ def test_vmap_over_seeds_loads_its_programs_and_trains_the_same(folder, tmp_path
     assert {n: os.stat(folder / n).st_mtime_ns for n in sorted(os.listdir(folder))} == written
     executable_cache.set_folder(None)
     assert cached == summaries("plain")
+
+
+def test_the_folder_keeps_its_size_limit_least_recently_used_first(folder):
+    f = executable_cache.cached_jit(_fn, key={})
+    f(*_args(4))
+    first = f.path_for(*_args(4))
+    size = os.path.getsize(first)
+    executable_cache.set_folder(str(folder), max_bytes=int(2.5 * size))  # room for two programs
+    f = executable_cache.cached_jit(_fn, key={})
+    f(*_args(5))
+    os.utime(first, ns=(1, 1))  # the oldest use
+    executable_cache.cached_jit(_fn, key={})(*_args(5))  # a load marks the second as used now
+    f(*_args(6))  # a third save goes over the limit: the least recently used goes
+    assert sorted(os.listdir(folder)) == sorted(os.path.basename(f.path_for(*_args(n))) for n in (5, 6))
