@@ -246,6 +246,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("cache-saves-what-jaxs-cache-loaded", EXECUTABLES, "    if not jax.config.jax_enable_compilation_cache:\n",
            "    if True:\n", T_EXECUTABLES,
            "an executable JAX's persistent cache loaded is saved (XLA:CPU drops kernels: 'Function ... not found')"),
+    Mutant("cache-never-loads", EXECUTABLES, "        if os.path.exists(path):\n", "        if False:\n", T_EXECUTABLES,
+           "every run compiles its programs again (the cache only writes)"),
     Mutant("cache-never-pruned", EXECUTABLES, "            _prune(self._folder, _max_bytes, keep=path)\n", "",
            T_EXECUTABLES, "the executable folder grows without bound"),
     Mutant("program-key-drops-the-config", TRAIN, "if k not in HOST_ONLY_FIELDS}", "if k == 'seed'}",
