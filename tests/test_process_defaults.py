@@ -84,6 +84,14 @@ def test_compilation_cache_is_written_then_reused_and_can_be_turned_off(tmp_path
     assert _python(code, {process_defaults.CACHE_DIR: ""}) == "None"
 
 
+def test_the_executable_cache_follows_the_compilation_cache(tmp_path):
+    code = ("from experiments import process_defaults as p; p.enable_compilation_cache(); "
+            "from cnnjax.training import executable_cache; print(executable_cache.get_folder())")
+    assert _python(code, {process_defaults.CACHE_DIR: str(tmp_path)}) == str(tmp_path / "executables")
+    assert _python(code, {process_defaults.CACHE_DIR: ""}) == "None"
+    assert _python("from cnnjax.training import executable_cache; print(executable_cache.get_folder())", {}) == "None"
+
+
 def test_every_entry_point_applies_the_defaults(tmp_path):
     """experiments.run/sweep/summary/report all start through config_resolver.run_app."""
     code = ("import os, sys; from experiments.config_resolver import run_app; sys.argv = ['x']; "
