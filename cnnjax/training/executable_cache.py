@@ -62,6 +62,11 @@ def get_folder() -> str | None:
     return _folder
 
 
+def settings() -> dict:
+    """This process's settings, as :func:`set_folder`'s keyword arguments (for the processes it starts)."""
+    return {"folder": _folder, "max_bytes": _max_bytes}
+
+
 def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | None = None, name: str | None = None):
     """``jax.jit(fn, donate_argnums=..., compiler_options=...)`` whose compiled program for each argument
     signature is saved to and loaded from the cache folder. Plain ``jax.jit`` when the cache is off."""

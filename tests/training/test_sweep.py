@@ -45,10 +45,22 @@ def deterministic_columns(csv_text: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """The tiny sweep, run once through the CLI with the default workers (one process per core)."""
-    workdir = tmp_path_factory.mktemp("sweep") / "tiny"
-    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}"))
+    """The tiny sweep, run once through the CLI with the default workers (one process per core), with an empty
+    cache folder of its own."""
+    root = tmp_path_factory.mktemp("sweep")
+    workdir = root / "tiny"
+    env = {**os.environ, "CNNJAX_CACHE_DIR": str(root / "cache")}
+    out = finish(sweep_cli(f"--config={TINY}", f"--workdir={workdir}", env=env))
     return workdir, out
+
+
+def test_trial_processes_use_the_sweeps_caches(swept):
+    """The worker processes keep their programs in the sweep's executable cache: one set per conv variant (the
+    initial state, the step, the evaluation), which its two seeds share."""
+    workdir, _ = swept
+    names = os.listdir(workdir.parent / "cache" / "executables")
+    assert sorted(n.split("-")[0] for n in names) == sorted(
+        ["create_train_state", "cnnjax.training.steps.train_step_and_sum", "cnnjax.training.steps.eval_step"] * 2)
 
 
 def test_default_workers_are_one_per_core(swept):

@@ -2,7 +2,8 @@
 
 Every executor takes ``jobs``, a list of ``(config, workdir, meta)``, runs :func:`run_trial` on each, and
 returns the names of the trials that failed with their error line. A trial never calls
-``jax.distributed.initialize()``: each is one single-process run.
+``jax.distributed.initialize()``: each is one single-process run. Trials in processes of their own use the
+sweep's compilation caches (:func:`cache_settings`): the seeds of a config share its compiled programs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,30 @@ import time
 
 EXECUTORS = ("local", "submitit")
 SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
+#: JAX's persistent compilation cache options that a trial process takes over from the sweep's.
+JAX_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                     "jax_persistent_cache_min_entry_size_bytes")
+
+
+def cache_settings() -> dict:
+    """This process's compilation caches (JAX's persistent cache, ``executable_cache``), for the trial processes
+    it starts: they run cnnjax directly, not through the entry point that set the caches up."""
+    import jax
+
+    from cnnjax.training import executable_cache
+
+    return {"jax": {k: jax.config.values[k] for k in JAX_CACHE_OPTIONS}, "executables": executable_cache.settings()}
+
+
+def use_cache_settings(settings: dict) -> None:
+    """Apply :func:`cache_settings` of the sweep's process in a trial's process."""
+    import jax
+
+    from cnnjax.training import executable_cache
+
+    for key, value in settings["jax"].items():
+        jax.config.update(key, value)
+    executable_cache.set_folder(**settings["executables"])
 
 
 def available_cores() -> list[int]:
@@ -71,7 +96,7 @@ def _start_worker(job, cores: list[int], log_path: str) -> subprocess.Popen:
         cwd=os.getcwd(),
     )
     log_file.close()
-    process.stdin.write(pickle.dumps((config, workdir, meta)))
+    process.stdin.write(pickle.dumps((config, workdir, meta, cache_settings())))
     process.stdin.close()
     return process
 
@@ -121,10 +146,13 @@ def require_submitit():
     return submitit
 
 
-def submitit_trial(config, workdir: str, meta: dict) -> dict:
-    """The function a submitit job runs: one trial, one process, no ``jax.distributed``."""
+def submitit_trial(config, workdir: str, meta: dict, caches: dict | None = None) -> dict:
+    """The function a submitit job runs: one trial, one process, no ``jax.distributed``; ``caches`` from
+    :func:`cache_settings` of the submitting process."""
     from cnnjax.training.sweeps.trial import run_trial
 
+    if caches is not None:
+        use_cache_settings(caches)
     return run_trial(config, workdir, meta)
 
 
@@ -142,7 +170,8 @@ def run_submitit(jobs, folder: str, cluster: str = "slurm", parameters: dict | N
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     executor.update_parameters(**{"timeout_min": 60, **(parameters or {})})
     configs, workdirs, metas = zip(*jobs)
-    submitted = executor.map_array(submitit_trial, list(configs), list(workdirs), list(metas))
+    caches = [cache_settings()] * len(jobs)
+    submitted = executor.map_array(submitit_trial, list(configs), list(workdirs), list(metas), caches)
     log(f"submitted {len(submitted)} trial(s) through submitit ({cluster}): job ids "
         f"{', '.join(str(j.job_id) for j in submitted)}; logs in {folder}")
     if not wait:

@@ -1,7 +1,8 @@
 """A local worker process: ``python -m cnnjax.training.sweeps.worker`` reads one pickled trial from stdin.
 
-The pickle is ``(config, workdir, meta)``; the process trains it with :func:`run_trial` and exits 0, or
-prints the error and exits 1. Its CPU affinity (its share of the cores) is set by the parent.
+The pickle is ``(config, workdir, meta, caches)``; the process takes the sweep's compilation caches
+(``executors.use_cache_settings``), trains the trial with :func:`run_trial` and exits 0, or prints the error and
+exits 1. Its CPU affinity (its share of the cores) is set by the parent.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import sys
 
 
 def main() -> int:
-    config, workdir, meta = pickle.load(sys.stdin.buffer)
+    config, workdir, meta, caches = pickle.load(sys.stdin.buffer)
+    from cnnjax.training.sweeps.executors import use_cache_settings
     from cnnjax.training.sweeps.trial import run_trial
 
+    use_cache_settings(caches)
     try:
         run_trial(config, workdir, meta)
     except (ValueError, TypeError, OSError, FloatingPointError, RuntimeError) as e:
