@@ -1,14 +1,14 @@
 """Seconds to the first train step in a fresh process, with cold and then warm caches (the entry points'
 defaults: ``experiments.process_defaults.enable_compilation_cache``).
 
-    python -m benchmarks.first_step                    # resnet20: cold, warm, warm with JAX's cache only
+    python -m benchmarks.first_step                    # resnet20: cold then warm, both caches, then JAX's alone
     python -m benchmarks.first_step --model lenet5
 
 Each measurement is a new Python process (``--child``) that applies the entry points' process defaults with
-``CNNJAX_CACHE_DIR`` pointing at one temporary folder, builds the train state and times the first train step
-the way the train loop does (``create_train_state(cache_key=...)``, ``executable_cache.cached_jit``): trace +
-compile, or load, + run. The first process fills the folder; the second reads it; the third reads only JAX's
-persistent compilation cache (the executable cache off: the step is traced and lowered, then found).
+``CNNJAX_CACHE_DIR`` pointing at a temporary folder, builds the train state and times the first train step the
+way the train loop does (``create_train_state(cache_key=...)``, ``executable_cache.cached_jit``): trace +
+compile, or load, + run. :data:`ROWS`: a process fills an empty folder, the next reads it; then the same pair
+with the executable cache off (JAX's persistent cache alone: a warm step is traced and lowered, then found).
 ``benchmarks.run --only compile`` includes these rows.
 """
 
