@@ -33,6 +33,7 @@ import pickle
 import sys
 import sysconfig
 import tempfile
+import time
 
 import jax
 from jax.experimental import serialize_executable
@@ -41,6 +42,7 @@ from jax.experimental.compilation_cache import compilation_cache
 #: Bumped when the file layout changes.
 FORMAT = 1
 SUFFIX = ".jaxexe"
+_TMP_PREFIX = ".tmp-"
 #: The folder's size limit: after a save, the least recently used files (by modification time, which a load
 #: refreshes) are deleted until the folder fits. Every code change gives new keys, so files would pile up.
 MAX_FOLDER_BYTES = 2 << 30
@@ -169,7 +171,7 @@ def _save(path: str, compiled, statics: list) -> None:
     _Pickler(tree_bytes).dump(out_tree)
     body = pickle.dumps({"format": FORMAT, "executable": payload, "out_tree": tree_bytes.getvalue()})
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=_TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
@@ -188,10 +190,13 @@ def _touch(path: str) -> None:
 
 
 def _prune(folder: str, max_bytes: int, keep: str) -> None:
-    """Delete the least recently used program files until the folder holds at most ``max_bytes`` (never ``keep``)."""
+    """Delete the least recently used program files until the folder holds at most ``max_bytes`` (never ``keep``),
+    and temporary files over an hour old (a process killed while it wrote one)."""
     files = []
     for name in os.listdir(folder):
-        if name.endswith(SUFFIX):
+        if name.startswith(_TMP_PREFIX) and time.time() - os.stat(os.path.join(folder, name)).st_mtime > 3600:
+            _unlink_if_there(os.path.join(folder, name))
+        elif name.endswith(SUFFIX):
             stat = os.stat(os.path.join(folder, name))
             files.append((stat.st_mtime_ns, stat.st_size, os.path.join(folder, name)))
     total = sum(size for _, size, _ in files)
@@ -199,11 +204,15 @@ def _prune(folder: str, max_bytes: int, keep: str) -> None:
         if total <= max_bytes:
             break
         if path != keep:
-            try:
-                os.unlink(path)
-                total -= size
-            except FileNotFoundError:  # another process pruned it
-                total -= size
+            _unlink_if_there(path)
+            total -= size
+
+
+def _unlink_if_there(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:  # another process removed it
+        pass
 
 
 def _load(path: str, in_tree, statics: list):

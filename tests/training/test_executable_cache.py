@@ -260,5 +260,9 @@ def test_the_folder_keeps_its_size_limit_least_recently_used_first(folder):
     f(*_args(5))
     os.utime(first, ns=(1, 1))  # the oldest use
     executable_cache.cached_jit(_fn, key={})(*_args(5))  # a load marks the second as used now
-    f(*_args(6))  # a third save goes over the limit: the least recently used goes
-    assert sorted(os.listdir(folder)) == sorted(os.path.basename(f.path_for(*_args(n))) for n in (5, 6))
+    stale, fresh = folder / ".tmp-killed-writer", folder / ".tmp-another-writer"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, ns=(1, 1))  # a process killed while it wrote, long ago
+    f(*_args(6))  # a third save goes over the limit: the least recently used goes (and the stale temporary file)
+    assert sorted(os.listdir(folder)) == sorted([fresh.name] + [os.path.basename(f.path_for(*_args(n))) for n in (5, 6)])
