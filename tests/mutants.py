@@ -239,7 +239,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- cnnjax/training/executable_cache.py and the run's program key
     Mutant("cache-key-ignores-code", EXECUTABLES, '"code": code_fingerprint(),', '"code": "",', T_EXECUTABLES,
            "a program compiled from other code is loaded"),
-    Mutant("cache-key-ignores-arguments", EXECUTABLES, '"arguments": _describe_arguments(args),', '', T_EXECUTABLES,
+    Mutant("cache-key-ignores-arguments", EXECUTABLES, '"arguments": _describe(signature),', '', T_EXECUTABLES,
            "a program compiled for other shapes or dtypes is loaded (the file of another signature)"),
     Mutant("cache-checksum-not-verified", EXECUTABLES, "if hashlib.sha256(body).hexdigest().encode() != checksum:",
            "if False:", T_EXECUTABLES, "a damaged file is loaded"),

@@ -24,6 +24,7 @@ executes the file's pickled contents: use a folder only you write to.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -104,19 +105,22 @@ class CachedJit:
             signature = _signature(args)
         compiled = self._by_signature.get(signature)
         if compiled is None:
-            compiled = self._by_signature[signature] = self._load_or_compile(args)
+            compiled = self._by_signature[signature] = self._load_or_compile(args, signature)
         self._last, self._last_signature = compiled, signature
         return compiled(*args)
 
     def path_for(self, *args) -> str:
         """The file that holds (or will hold) the program for these arguments."""
-        description = {**self._description, "arguments": _describe_arguments(args), "code": code_fingerprint(),
+        return self._path(_signature(args))
+
+    def _path(self, signature) -> str:
+        description = {**self._description, "arguments": _describe(signature), "code": code_fingerprint(),
                        "environment": environment_fingerprint()}
         digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
         return os.path.join(self._folder, f"{self._description['name']}-{digest[:32]}{SUFFIX}")
 
-    def _load_or_compile(self, args):
-        path = self.path_for(*args)
+    def _load_or_compile(self, args, signature):
+        path = self._path(signature)
         in_tree = jax.tree_util.tree_structure((args, {}))
         statics = _static_objects(in_tree)
         if os.path.exists(path):
@@ -183,22 +187,20 @@ def _save(path: str, compiled, statics: list) -> None:
 
 def _touch(path: str) -> None:
     """Mark a file as used now (its modification time orders :func:`_prune`)."""
-    try:
+    with contextlib.suppress(OSError):  # a read-only folder still serves its programs
         os.utime(path)
-    except OSError:  # a read-only folder still serves its programs
-        pass
 
 
 def _prune(folder: str, max_bytes: int, keep: str) -> None:
     """Delete the least recently used program files until the folder holds at most ``max_bytes`` (never ``keep``),
     and temporary files over an hour old (a process killed while it wrote one)."""
-    files = []
-    for name in os.listdir(folder):
-        if name.startswith(_TMP_PREFIX) and time.time() - os.stat(os.path.join(folder, name)).st_mtime > 3600:
-            _unlink_if_there(os.path.join(folder, name))
-        elif name.endswith(SUFFIX):
-            stat = os.stat(os.path.join(folder, name))
-            files.append((stat.st_mtime_ns, stat.st_size, os.path.join(folder, name)))
+    files, hour_ago = [], time.time() - 3600
+    for path in (os.path.join(folder, name) for name in os.listdir(folder)):
+        if os.path.basename(path).startswith(_TMP_PREFIX) and os.stat(path).st_mtime < hour_ago:
+            _unlink_if_there(path)
+        elif path.endswith(SUFFIX):
+            stat = os.stat(path)
+            files.append((stat.st_mtime_ns, stat.st_size, path))
     total = sum(size for _, size, _ in files)
     for _, size, path in sorted(files):
         if total <= max_bytes:
@@ -209,10 +211,8 @@ def _prune(folder: str, max_bytes: int, keep: str) -> None:
 
 
 def _unlink_if_there(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):  # another process removed it
         os.unlink(path)
-    except FileNotFoundError:  # another process removed it
-        pass
 
 
 def _load(path: str, in_tree, statics: list):
@@ -279,14 +279,16 @@ def _aval_text(x) -> str:
     return f"{aval.str_short()}{' weak' if getattr(aval, 'weak_type', False) else ''} {sharding!r}"
 
 
-def _describe_arguments(args) -> dict:
-    leaves = jax.tree_util.tree_leaves(args)
-    return {"structure": _structure(jax.tree_util.tree_structure(args)), "leaves": [_aval_text(x) for x in leaves]}
-
-
 def _signature(args):
+    """``(tree structure, each leaf's type and sharding as text)``: which program these arguments need."""
     leaves, treedef = jax.tree_util.tree_flatten(args)
     return treedef, tuple(_aval_text(x) for x in leaves)
+
+
+def _describe(signature) -> dict:
+    """The signature for the key: the tree without object addresses, the leaves' texts."""
+    treedef, leaves = signature
+    return {"structure": _structure(treedef), "leaves": list(leaves)}
 
 
 @functools.lru_cache(maxsize=1)
