@@ -56,8 +56,10 @@ def set_folder(folder: str | None, max_bytes: int = MAX_FOLDER_BYTES) -> None:
     """Keep compiled programs in ``folder`` (created on the first write), at most ``max_bytes`` of them (least
     recently used deleted first); None turns the cache off."""
     global _folder, _max_bytes
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise ValueError(f"max_bytes={max_bytes!r} must be a positive number of bytes")
     _folder = None if folder is None else os.path.abspath(os.path.expanduser(folder))
-    _max_bytes = int(max_bytes)
+    _max_bytes = max_bytes
 
 
 def get_folder() -> str | None:
@@ -73,6 +75,8 @@ def settings() -> dict:
 def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | None = None, name: str | None = None):
     """``jax.jit(fn, donate_argnums=..., compiler_options=...)`` whose compiled program for each argument
     signature is saved to and loaded from the cache folder. Plain ``jax.jit`` when the cache is off."""
+    if not isinstance(key, dict):
+        raise TypeError(f"key={key!r} must be a dict describing what fn closes over (e.g. train.program_key)")
     jitted = jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
     if _folder is None or jax.process_count() > 1 or jax.device_count() > 1:
         return jitted

@@ -52,6 +52,15 @@ def test_off_unless_a_folder_is_set():
     _assert_equal(f(*_args()), jax.jit(_fn)(*_args()))
 
 
+def test_bad_settings_are_refused_with_a_message():
+    for bad in (0, -1, 1.5, True, "2GB"):
+        with pytest.raises(ValueError, match=f"max_bytes={bad!r} must be a positive number of bytes"):
+            executable_cache.set_folder("/tmp/unused", max_bytes=bad)
+    assert executable_cache.get_folder() is None  # a refused call changes nothing
+    with pytest.raises(TypeError, match=r"key=\('lr', 0.1\) must be a dict"):
+        executable_cache.cached_jit(_fn, key=("lr", 0.1))
+
+
 def test_a_program_is_saved_then_loaded_with_the_same_results(folder):
     first = executable_cache.cached_jit(_fn, key={"k": 1})
     expected = jax.jit(_fn)(*_args())
