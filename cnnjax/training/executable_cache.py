@@ -17,7 +17,10 @@ JAX's persistent compilation cache keys a program by its lowered form, so a warm
 A changed file, package, flag or config field gives another key: the program is traced and compiled again, in
 full (see :func:`_compile_past_persistent_cache`). A file whose checksum does not match, or that fails to load,
 is reported in one line on stderr and compiled again. The folder keeps at most :data:`MAX_FOLDER_BYTES`, least
-recently used files deleted first. Off (plain ``jax.jit``) unless a folder is set (:func:`set_folder`; the
+recently used files deleted first. A program that starts a run (``cached_jit(..., leads=True)``: the initial
+state) records in ``<its file>.next`` the programs the run obtained after it (train step, evaluation); when it
+is loaded again, those files load in a background thread at the same time (XLA's deserialization releases the
+GIL), so that a warm run's step is ready when its state is. Off (plain ``jax.jit``) unless a folder is set (:func:`set_folder`; the
 entry points use ``$CNNJAX_CACHE_DIR/executables``), and in runs with more than one device or process. Loading
 executes the file's pickled contents: use a folder only you write to.
 """
@@ -34,7 +37,9 @@ import pickle
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
 
 import jax
 from jax.experimental import serialize_executable
@@ -50,6 +55,10 @@ MAX_FOLDER_BYTES = 2 << 30
 
 _folder: str | None = None
 _max_bytes = MAX_FOLDER_BYTES
+#: The run this process is in: the leading program's file, the followers its ``.next`` file lists, those
+#: obtained since (file names), and the followers being preloaded (path -> Future of ``_deserialize``).
+_run: dict = {"leader": None, "recorded": [], "seen": [], "preloads": {}}
+NEXT_SUFFIX = ".next"
 
 
 def set_folder(folder: str | None, max_bytes: int = MAX_FOLDER_BYTES) -> None:
@@ -60,6 +69,7 @@ def set_folder(folder: str | None, max_bytes: int = MAX_FOLDER_BYTES) -> None:
         raise ValueError(f"max_bytes={max_bytes!r} must be a positive number of bytes")
     _folder = None if folder is None else os.path.abspath(os.path.expanduser(folder))
     _max_bytes = max_bytes
+    _run.update(leader=None, recorded=[], seen=[], preloads={})
 
 
 def get_folder() -> str | None:
@@ -72,9 +82,11 @@ def settings() -> dict:
     return {"folder": _folder, "max_bytes": _max_bytes}
 
 
-def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | None = None, name: str | None = None):
+def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | None = None, name: str | None = None,
+               leads: bool = False):
     """``jax.jit(fn, donate_argnums=..., compiler_options=...)`` whose compiled program for each argument
-    signature is saved to and loaded from the cache folder. Plain ``jax.jit`` when the cache is off."""
+    signature is saved to and loaded from the cache folder. Plain ``jax.jit`` when the cache is off. ``leads``:
+    this program starts a run (the programs obtained after it are recorded, and preloaded with it next time)."""
     if not isinstance(key, dict):
         raise TypeError(f"key={key!r} must be a dict describing what fn closes over (e.g. train.program_key)")
     jitted = jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
@@ -82,19 +94,19 @@ def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | Non
         return jitted
     description = {"name": name or _qualified_name(fn), "key": key, "donate_argnums": list(_tuple(donate_argnums)),
                    "compiler_options": compiler_options or {}}
-    return CachedJit(jitted, _folder, description)
+    return CachedJit(jitted, _folder, description, leads)
 
 
 class CachedJit:
     """A jitted function whose compiled programs come from (or go to) ``folder``; see :func:`cached_jit`."""
 
-    def __init__(self, jitted, folder: str, description: dict):
-        self._jitted, self._folder, self._description = jitted, folder, description
+    def __init__(self, jitted, folder: str, description: dict, leads: bool = False):
+        self._jitted, self._folder, self._description, self._leads = jitted, folder, description, leads
         self._by_signature: dict = {}
         self._last = self._last_signature = None
-        #: How the programs of this function were obtained, in call order: "loaded", "compiled",
-        #: "recompiled" (a damaged file) or "compiled, not saved" (its output tree cannot be pickled, or the
-        #: folder cannot be written).
+        #: How the programs of this function were obtained, in call order: "loaded", "preloaded" (loaded in the
+        #: background while the run's leading program loaded), "compiled", "recompiled" (a damaged file) or
+        #: "compiled, not saved" (its output tree cannot be pickled, or the folder cannot be written).
         self.events: list[str] = []
 
     def __call__(self, *args):
@@ -125,13 +137,19 @@ class CachedJit:
 
     def _load_or_compile(self, args, signature):
         path = self._path(signature)
+        if self._leads:
+            _start_run(path)
+        else:
+            _record_follower(path)
         in_tree = jax.tree_util.tree_structure((args, {}))
         statics = _static_objects(in_tree)
-        if os.path.exists(path):
+        preload = _run["preloads"].pop(path, None)
+        if preload is not None or os.path.exists(path):
             try:
-                compiled = _load(path, in_tree, statics)
+                parts = preload.result() if preload is not None else _deserialize(_read(path))
+                compiled = _assemble(parts, in_tree, statics)
                 _touch(path)
-                self.events.append("loaded")
+                self.events.append("loaded" if preload is None else "preloaded")
                 return compiled
             except Exception as e:  # noqa: BLE001 - any damage: say so, compile again, overwrite
                 print(f"cnnjax: compiled program {path} cannot be used ({type(e).__name__}: {e}); compiling it "
@@ -178,11 +196,15 @@ def _save(path: str, compiled, statics: list) -> None:
     tree_bytes = io.BytesIO()
     _Pickler(tree_bytes).dump(out_tree)
     body = pickle.dumps({"format": FORMAT, "executable": payload, "out_tree": tree_bytes.getvalue()})
+    _write_atomically(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+
+
+def _write_atomically(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=_TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -196,12 +218,14 @@ def _touch(path: str) -> None:
 
 
 def _prune(folder: str, max_bytes: int, keep: str) -> None:
-    """Delete the least recently used program files until the folder holds at most ``max_bytes`` (never ``keep``),
-    and temporary files over an hour old (a process killed while it wrote one)."""
+    """Delete the least recently used program files (and their ``.next`` files) until the folder holds at most
+    ``max_bytes`` (never ``keep``), and temporary files over an hour old (a process killed while it wrote one)."""
     files, hour_ago = [], time.time() - 3600
     for path in (os.path.join(folder, name) for name in os.listdir(folder)):
         if os.path.basename(path).startswith(_TMP_PREFIX) and os.stat(path).st_mtime < hour_ago:
             _unlink_if_there(path)
+        elif path.endswith(NEXT_SUFFIX) and not os.path.exists(path[: -len(NEXT_SUFFIX)] + SUFFIX):
+            _unlink_if_there(path)  # its program was deleted (or never saved)
         elif path.endswith(SUFFIX):
             stat = os.stat(path)
             files.append((stat.st_mtime_ns, stat.st_size, path))
@@ -211,6 +235,7 @@ def _prune(folder: str, max_bytes: int, keep: str) -> None:
             break
         if path != keep:
             _unlink_if_there(path)
+            _unlink_if_there(_next_path(path))
             total -= size
 
 
@@ -219,7 +244,8 @@ def _unlink_if_there(path: str) -> None:
         os.unlink(path)
 
 
-def _load(path: str, in_tree, statics: list):
+def _read(path: str) -> dict:
+    """The file's contents, after its checksum and format are checked."""
     with open(path, "rb") as f:
         checksum, _, body = f.read().partition(b"\n")
     if hashlib.sha256(body).hexdigest().encode() != checksum:
@@ -227,13 +253,69 @@ def _load(path: str, in_tree, statics: list):
     content = pickle.loads(body)
     if content.get("format") != FORMAT:
         raise ValueError(f"format {content.get('format')!r}, expected {FORMAT}")
+    return content
+
+
+def _deserialize(content: dict) -> tuple:
+    """XLA's part of ``serialize_executable.deserialize_and_load`` (the slow part, and it needs neither tree):
+    ``(content, loaded executable, flat argument infos, no_kwargs)``."""
+    backend = jax.devices()[0].client
+    unloaded, args_info_flat, no_kwargs = serialize_executable._JaxPjrtUnpickler(
+        io.BytesIO(content["executable"]), backend, backend.devices()).load()
+    return content, unloaded.load(), args_info_flat, no_kwargs
+
+
+def _assemble(parts: tuple, in_tree, statics: list):
+    """The rest of ``deserialize_and_load``: the ``Compiled`` for these arguments' tree, its output tree unpickled
+    with the arguments' static objects."""
+    content, loaded, args_info_flat, no_kwargs = parts
 
     class _Unpickler(pickle.Unpickler):
         def persistent_load(self, pid):
             return statics[pid]
 
     out_tree = _Unpickler(io.BytesIO(content["out_tree"])).load()
-    return serialize_executable.deserialize_and_load(content["executable"], in_tree, out_tree)
+    return jax.stages.Compiled(loaded, [], in_tree.unflatten(args_info_flat), out_tree, no_kwargs=no_kwargs)
+
+
+def _next_path(path: str) -> str:
+    return path[: -len(SUFFIX)] + NEXT_SUFFIX
+
+
+def _start_run(path: str) -> None:
+    """``path`` (a leading program) starts a run: preload the followers its ``.next`` file lists, in order, in a
+    background thread (a listed file that is gone is skipped; one that fails to load fails when it is used)."""
+    try:
+        with open(_next_path(path)) as f:
+            recorded = [n for n in json.load(f) if isinstance(n, str) and os.sep not in n]
+    except (OSError, ValueError):
+        recorded = []
+    folder = os.path.dirname(path)
+    preloads = {os.path.join(folder, n): Future() for n in recorded if os.path.exists(os.path.join(folder, n))}
+    _run.update(leader=path, recorded=recorded, seen=[], preloads=dict(preloads))  # the calls take theirs from it
+
+    def preload():
+        for file, future in preloads.items():
+            try:
+                future.set_result(_deserialize(_read(file)))
+            except BaseException as e:  # noqa: BLE001 - reported by the call that uses this program
+                future.set_exception(e)
+
+    if preloads:
+        threading.Thread(target=preload, name="cnnjax-preload", daemon=True).start()
+
+
+def _record_follower(path: str) -> None:
+    """Note ``path`` as obtained after the run's leading program; rewrite the leader's ``.next`` file when the
+    programs obtained so far are not what it lists."""
+    leader, name = _run["leader"], os.path.basename(path)
+    if leader is None or name in _run["seen"]:
+        return
+    _run["seen"].append(name)
+    if _run["seen"] != _run["recorded"][: len(_run["seen"])]:
+        with contextlib.suppress(OSError):  # a read-only folder: no preloading next time, nothing else lost
+            _write_atomically(_next_path(leader), json.dumps(_run["seen"]).encode())
+        _run["recorded"] = list(_run["seen"])
 
 
 def _static_objects(treedef) -> list:

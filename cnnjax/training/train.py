@@ -152,7 +152,8 @@ def create_train_state(config, model, image_shape, total_steps: int, steps_per_e
     """Initialise parameters from ``config.seed`` (float32) and build the optimizer: the keys, the model's
     variables and the optimizer state come out of one program, not one per array (on CPU compiled with
     :data:`INIT_COMPILER_OPTIONS`; other backends: XLA's defaults). With ``cache_key`` (what ``model`` and the
-    optimizer are built from, e.g. :func:`program_key`) that program goes through ``executable_cache``."""
+    optimizer are built from, e.g. :func:`program_key`) that program goes through ``executable_cache``, as the
+    program that leads a run (the run's step and evaluation programs are preloaded while it loads)."""
     tx = make_optimizer(config.optimizer, total_steps, steps_per_epoch)
     if trainable_mask is not None:
         tx = freeze(tx, trainable_mask)
@@ -167,7 +168,7 @@ def create_train_state(config, model, image_shape, total_steps: int, steps_per_e
     if cache_key is None:
         init = jax.jit(initial_arrays, compiler_options=options)
     else:
-        init = cached_jit(initial_arrays, compiler_options=options, name="create_train_state", key={
+        init = cached_jit(initial_arrays, compiler_options=options, name="create_train_state", leads=True, key={
             **cache_key, "image_shape": list(image_shape), "total_steps": int(total_steps),
             "steps_per_epoch": int(steps_per_epoch), "trainable_mask": trainable_mask})
     variables, opt_state, state_rng = init(jax.random.PRNGKey(config.seed))

@@ -40,6 +40,11 @@ def _file_identity(path):
     return os.stat(path).st_ino
 
 
+def _programs(folder):
+    """The program files in ``folder`` (not the ``.next`` lists of the programs that follow a leading one)."""
+    return [n for n in os.listdir(folder) if n.endswith(executable_cache.SUFFIX)]
+
+
 def _assert_equal(a, b):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -143,6 +148,66 @@ def test_a_damaged_file_is_reported_and_compiled_again(folder, capfd):
     assert h.events == ["loaded"]
 
 
+def _square(x, w):
+    return {"y": (x @ w) ** 2}
+
+
+def _cube(x, w):
+    return {"y": (x @ w) ** 3}
+
+
+def test_a_leading_program_preloads_the_programs_that_followed_it(folder, capfd):
+    """A run's leading program records the files obtained after it, in order; the next time it is loaded they
+    load in the background, and the calls that need them take them: same results, event "preloaded". A
+    follower whose file is damaged is reported by the call that needs it and compiled again."""
+    def run(followers):
+        leader = executable_cache.cached_jit(_fn, key={"run": 1}, leads=True)
+        out = [leader(*_args())]
+        calls = [executable_cache.cached_jit(fn, key={"run": 1}) for fn in followers]
+        out += [f(*_args()) for f in calls]
+        return out, [leader.events] + [f.events for f in calls], leader.path_for(*_args())
+
+    expected, events, leader_path = run([_square, _cube])
+    assert events == [["compiled"], ["compiled"], ["compiled"]]
+    next_file = leader_path.replace(executable_cache.SUFFIX, executable_cache.NEXT_SUFFIX)
+    recorded = json.load(open(next_file))
+    assert [n.split("-")[0] for n in recorded] == ["tests.training.test_executable_cache._square",
+                                                   "tests.training.test_executable_cache._cube"]
+    again, events, _ = run([_square, _cube])
+    assert events == [["loaded"], ["preloaded"], ["preloaded"]]
+    _assert_equal(again, expected)
+    assert executable_cache._run["preloads"] == {}
+
+    square_file = os.path.join(folder, recorded[0])
+    data = bytearray(open(square_file, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(square_file, "wb").write(bytes(data))
+    again, events, _ = run([_square, _cube])
+    assert events == [["loaded"], ["recompiled"], ["preloaded"]]
+    _assert_equal(again, expected)
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be used (ValueError: checksum mismatch); compiling it again" in err[0]
+
+    _, events, _ = run([_cube])  # another run after the same leader: the list follows what the run used
+    assert events == [["loaded"], ["preloaded"]]
+    assert json.load(open(next_file)) == [recorded[1]]
+
+
+def test_a_damaged_list_of_followers_only_costs_the_preloading(folder):
+    leader = executable_cache.cached_jit(_fn, key={"run": 2}, leads=True)
+    leader(*_args())
+    next_file = leader.path_for(*_args()).replace(executable_cache.SUFFIX, executable_cache.NEXT_SUFFIX)
+    for text in ("{not json", '["../../elsewhere.jaxexe", 3, "gone.jaxexe"]'):
+        open(next_file, "w").write(text)
+        again = executable_cache.cached_jit(_fn, key={"run": 2}, leads=True)
+        follower = executable_cache.cached_jit(_square, key={"run": 2})
+        _assert_equal(again(*_args()), leader(*_args()))
+        _assert_equal(follower(*_args()), jax.jit(_square)(*_args()))
+        assert (again.events, follower.events[0]) == (["loaded"], "loaded" if text[0] == "[" else "compiled")
+        assert [n.split("-")[0] for n in json.load(open(next_file))] == [
+            "tests.training.test_executable_cache._square"]  # rewritten to what this run used
+
+
 _STEP_SCRIPT = """
 import json, sys
 from experiments import process_defaults
@@ -193,11 +258,12 @@ def test_a_new_process_loads_a_train_step_that_jaxs_own_cache_had_compiled(tmp_p
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     plain, compiled, loaded = run("off"), run("on"), run("on")
-    assert (plain["events"], compiled["events"], loaded["events"]) == (None, ["compiled"], ["loaded"])
+    # The third process's step is loaded in the background while its initial state's program loads.
+    assert (plain["events"], compiled["events"], loaded["events"]) == (None, ["compiled"], ["preloaded"])
     assert plain["losses"] == compiled["losses"] == loaded["losses"]
     assert plain["params"] == compiled["params"] == loaded["params"]
     assert plain["donated"] and compiled["donated"] and loaded["donated"]
-    assert sorted(n.split("-")[0] for n in os.listdir(tmp_path / "cache" / "executables")) == [
+    assert sorted(n.split("-")[0] for n in _programs(tmp_path / "cache" / "executables")) == [
         "cnnjax.training.steps.train_step", "create_train_state"]
 
 
@@ -219,11 +285,16 @@ def test_a_second_run_of_a_config_loads_its_programs_and_trains_the_same(folder,
     same run without the cache, bit for bit."""
     train_and_evaluate(tiny_config(seed=0), str(tmp_path / "first"))
     names = sorted(os.listdir(folder))
-    assert sorted(n.split("-")[0] for n in names) == [
+    assert sorted(n.split("-")[0] for n in _programs(folder)) == [
         "cnnjax.training.steps.eval_step", "cnnjax.training.steps.train_step_and_sum", "create_train_state"]
+    (leader,) = (n for n in names if n.startswith("create_train_state") and n.endswith(".jaxexe"))
+    followers = json.loads((folder / leader.replace(".jaxexe", ".next")).read_text())
+    assert [n.split("-")[0] for n in followers] == ["cnnjax.training.steps.train_step_and_sum",
+                                                    "cnnjax.training.steps.eval_step"]  # in the order of use
     written = {n: _file_identity(folder / n) for n in names}
     train_and_evaluate(tiny_config(seed=1), str(tmp_path / "cached"))
     assert {n: _file_identity(folder / n) for n in sorted(os.listdir(folder))} == written
+    assert executable_cache._run["preloads"] == {}  # both followers preloaded and taken (a preload is taken once)
     executable_cache.set_folder(None)
     train_and_evaluate(tiny_config(seed=1), str(tmp_path / "plain"))
     assert_same_run(tmp_path / "cached", tmp_path / "plain")
@@ -250,7 +321,7 @@ def test_vmap_over_seeds_loads_its_programs_and_trains_the_same(folder, tmp_path
 
     summaries("first")
     names = sorted(os.listdir(folder))
-    assert sorted(n.split("-")[0] for n in names) == [
+    assert sorted(n.split("-")[0] for n in _programs(folder)) == [
         "create_train_state", "vmap_seeds.eval_step", "vmap_seeds.train_step_and_sum"]
     written = {n: _file_identity(folder / n) for n in names}
     cached = summaries("cached")
@@ -273,5 +344,9 @@ def test_the_folder_keeps_its_size_limit_least_recently_used_first(folder):
     stale.write_bytes(b"x")
     fresh.write_bytes(b"x")
     os.utime(stale, ns=(1, 1))  # a process killed while it wrote, long ago
+    orphan = folder / "create_train_state-gone.next"  # the list of followers of a program no longer there
+    orphan.write_text("[]")
+    listed = first.replace(executable_cache.SUFFIX, executable_cache.NEXT_SUFFIX)  # goes with its program
+    open(listed, "w").write("[]")
     f(*_args(6))  # a third save goes over the limit: the least recently used goes (and the stale temporary file)
     assert sorted(os.listdir(folder)) == sorted([fresh.name] + [os.path.basename(f.path_for(*_args(n))) for n in (5, 6)])
