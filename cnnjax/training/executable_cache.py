@@ -20,13 +20,14 @@ is reported in one line on stderr and compiled again. The folder keeps at most :
 recently used files deleted first. A program that starts a run (``cached_jit(..., leads=True)``: the initial
 state) records in ``<its file>.next`` the programs the run obtained after it (train step, evaluation); when it
 is loaded again, those files load in a background thread at the same time (XLA's deserialization releases the
-GIL), so that a warm run's step is ready when its state is. Off (plain ``jax.jit``) unless a folder is set (:func:`set_folder`; the
-entry points use ``$CNNJAX_CACHE_DIR/executables``), and in runs with more than one device or process. Loading
-executes the file's pickled contents: use a folder only you write to.
+GIL), so that a warm run's step is ready when its state is. Off (plain ``jax.jit``) unless a folder is set
+(:func:`set_folder`; the entry points use ``$CNNJAX_CACHE_DIR/executables``), and in runs with more than one
+device or process. Loading executes the file's pickled contents: use a folder only you write to.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -58,6 +59,10 @@ _max_bytes = MAX_FOLDER_BYTES
 #: The run this process is in: the leading program's file, the followers its ``.next`` file lists, those
 #: obtained since (file names), and the followers being preloaded (path -> Future of ``_deserialize``).
 _run: dict = {"leader": None, "recorded": [], "seen": [], "preloads": {}}
+#: Preloading threads, joined at exit: a process that ends (say, on an error) while one is inside XLA's
+#: deserialization waits for it rather than running C++ static destructors under it (a precaution: without the
+#: join, no crash was seen here either; the exit test checks that such a process exits with its own code).
+_preload_threads: list[threading.Thread] = []
 NEXT_SUFFIX = ".next"
 
 
@@ -258,7 +263,8 @@ def _read(path: str) -> dict:
 
 def _deserialize(content: dict) -> tuple:
     """XLA's part of ``serialize_executable.deserialize_and_load`` (the slow part, and it needs neither tree):
-    ``(content, loaded executable, flat argument infos, no_kwargs)``."""
+    ``(content, loaded executable, flat argument infos, no_kwargs)``. It uses that module's private unpickler;
+    the key holds jax's version, so another jax compiles anew (and a failure here is a damaged-file recompile)."""
     backend = jax.devices()[0].client
     unloaded, args_info_flat, no_kwargs = serialize_executable._JaxPjrtUnpickler(
         io.BytesIO(content["executable"]), backend, backend.devices()).load()
@@ -287,9 +293,10 @@ def _start_run(path: str) -> None:
     background thread (a listed file that is gone is skipped; one that fails to load fails when it is used)."""
     try:
         with open(_next_path(path)) as f:
-            recorded = [n for n in json.load(f) if isinstance(n, str) and os.sep not in n]
+            listed = json.load(f)
     except (OSError, ValueError):
-        recorded = []
+        listed = []
+    recorded = [n for n in listed if isinstance(n, str) and os.sep not in n] if isinstance(listed, list) else []
     folder = os.path.dirname(path)
     preloads = {os.path.join(folder, n): Future() for n in recorded if os.path.exists(os.path.join(folder, n))}
     _run.update(leader=path, recorded=recorded, seen=[], preloads=dict(preloads))  # the calls take theirs from it
@@ -302,7 +309,15 @@ def _start_run(path: str) -> None:
                 future.set_exception(e)
 
     if preloads:
-        threading.Thread(target=preload, name="cnnjax-preload", daemon=True).start()
+        thread = threading.Thread(target=preload, name="cnnjax-preload", daemon=True)
+        thread.start()
+        _preload_threads[:] = [t for t in _preload_threads if t.is_alive()] + [thread]
+
+
+@atexit.register
+def _join_preloads() -> None:
+    while _preload_threads:
+        _preload_threads.pop().join()
 
 
 def _record_follower(path: str) -> None:

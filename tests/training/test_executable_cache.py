@@ -197,15 +197,40 @@ def test_a_damaged_list_of_followers_only_costs_the_preloading(folder):
     leader = executable_cache.cached_jit(_fn, key={"run": 2}, leads=True)
     leader(*_args())
     next_file = leader.path_for(*_args()).replace(executable_cache.SUFFIX, executable_cache.NEXT_SUFFIX)
-    for text in ("{not json", '["../../elsewhere.jaxexe", 3, "gone.jaxexe"]'):
+    for i, text in enumerate(("{not json", "3", '["../../elsewhere.jaxexe", 3, "gone.jaxexe"]')):
         open(next_file, "w").write(text)
         again = executable_cache.cached_jit(_fn, key={"run": 2}, leads=True)
         follower = executable_cache.cached_jit(_square, key={"run": 2})
         _assert_equal(again(*_args()), leader(*_args()))
         _assert_equal(follower(*_args()), jax.jit(_square)(*_args()))
-        assert (again.events, follower.events[0]) == (["loaded"], "loaded" if text[0] == "[" else "compiled")
+        assert (again.events, follower.events) == (["loaded"], ["compiled" if i == 0 else "loaded"])
         assert [n.split("-")[0] for n in json.load(open(next_file))] == [
             "tests.training.test_executable_cache._square"]  # rewritten to what this run used
+
+
+_EXIT_WHILE_PRELOADING = """
+import sys
+from cnnjax.training import executable_cache
+from tests.training.test_executable_cache import _args, _fn, _square, _cube
+executable_cache.set_folder(sys.argv[1])
+executable_cache.cached_jit(_fn, key={"run": 3}, leads=True)(*_args())
+if sys.argv[2] == "first":
+    executable_cache.cached_jit(_square, key={"run": 3})(*_args())
+    executable_cache.cached_jit(_cube, key={"run": 3})(*_args())
+sys.exit(3)  # a run that stops (say, on an error) while its followers are still loading in the background
+"""
+
+
+def test_a_process_that_ends_while_preloading_exits_normally(tmp_path):
+    def run(which):
+        return subprocess.run([sys.executable, "-c", _EXIT_WHILE_PRELOADING, str(tmp_path), which], cwd=REPO_ROOT,
+                              env={**os.environ, "PYTHONPATH": REPO_ROOT}, capture_output=True, text=True)
+
+    out = run("first")
+    assert out.returncode == 3, out.stderr[-2000:]
+    for _ in range(3):
+        out = run("again")
+        assert (out.returncode, out.stderr) == (3, "")
 
 
 _STEP_SCRIPT = """
