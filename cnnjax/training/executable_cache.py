@@ -290,7 +290,10 @@ def _next_path(path: str) -> str:
 
 def _start_run(path: str) -> None:
     """``path`` (a leading program) starts a run: preload the followers its ``.next`` file lists, in order, in a
-    background thread (a listed file that is gone is skipped; one that fails to load fails when it is used)."""
+    background thread (a listed file that is gone is skipped; one that fails to load fails when it is used).
+    The same leading program again before any follower (one initial state per seed, vmapped) is the same run."""
+    if path == _run["leader"] and not _run["seen"]:
+        return
     try:
         with open(_next_path(path)) as f:
             listed = json.load(f)

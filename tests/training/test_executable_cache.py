@@ -156,7 +156,7 @@ def _cube(x, w):
     return {"y": (x @ w) ** 3}
 
 
-def test_a_leading_program_preloads_the_programs_that_followed_it(folder, capfd):
+def test_a_leading_program_preloads_the_programs_that_followed_it(folder, capfd, monkeypatch):
     """A run's leading program records the files obtained after it, in order; the next time it is loaded they
     load in the background, and the calls that need them take them: same results, event "preloaded". A
     follower whose file is damaged is reported by the call that needs it and compiled again."""
@@ -177,6 +177,15 @@ def test_a_leading_program_preloads_the_programs_that_followed_it(folder, capfd)
     assert events == [["loaded"], ["preloaded"], ["preloaded"]]
     _assert_equal(again, expected)
     assert executable_cache._run["preloads"] == {}
+
+    loads = []  # the leader again before any follower (one initial state per seed): one preload per follower
+    monkeypatch.setattr(executable_cache, "_deserialize", lambda c, real=executable_cache._deserialize: (
+        loads.append(1), real(c))[1])
+    for _ in range(3):
+        executable_cache.cached_jit(_fn, key={"run": 1}, leads=True)(*_args())
+    again, events, _ = run([_square, _cube])  # (its leader call is the fourth, still before any follower)
+    assert events == [["loaded"], ["preloaded"], ["preloaded"]] and len(loads) == 4 + 2
+    monkeypatch.undo()
 
     square_file = os.path.join(folder, recorded[0])
     data = bytearray(open(square_file, "rb").read())
