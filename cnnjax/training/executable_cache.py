@@ -27,7 +27,6 @@ device or process. Loading executes the file's pickled contents: use a folder on
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import hashlib
@@ -59,10 +58,6 @@ _max_bytes = MAX_FOLDER_BYTES
 #: The run this process is in: the leading program's file, the followers its ``.next`` file lists, those
 #: obtained since (file names), and the followers being preloaded (path -> Future of ``_deserialize``).
 _run: dict = {"leader": None, "recorded": [], "seen": [], "preloads": {}}
-#: Preloading threads, joined at exit: a process that ends (say, on an error) while one is inside XLA's
-#: deserialization waits for it rather than running C++ static destructors under it (a precaution: without the
-#: join, no crash was seen here either; the exit test checks that such a process exits with its own code).
-_preload_threads: list[threading.Thread] = []
 NEXT_SUFFIX = ".next"
 
 
@@ -312,15 +307,9 @@ def _start_run(path: str) -> None:
                 future.set_exception(e)
 
     if preloads:
-        thread = threading.Thread(target=preload, name="cnnjax-preload", daemon=True)
-        thread.start()
-        _preload_threads[:] = [t for t in _preload_threads if t.is_alive()] + [thread]
-
-
-@atexit.register
-def _join_preloads() -> None:
-    while _preload_threads:
-        _preload_threads.pop().join()
+        # Not a daemon: Python joins it before shutting down, so a process that ends (say, on an error) while it
+        # is inside XLA's deserialization waits for it rather than running C++ static destructors under it.
+        threading.Thread(target=preload, name="cnnjax-preload").start()
 
 
 def _record_follower(path: str) -> None:
