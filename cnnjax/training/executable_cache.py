@@ -89,6 +89,8 @@ def cached_jit(fn, *, key: dict, donate_argnums=(), compiler_options: dict | Non
     this program starts a run (the programs obtained after it are recorded, and preloaded with it next time)."""
     if not isinstance(key, dict):
         raise TypeError(f"key={key!r} must be a dict describing what fn closes over (e.g. train.program_key)")
+    if not isinstance(leads, bool):
+        raise TypeError(f"leads={leads!r} must be True (this program starts a run) or False")
     jitted = jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options)
     if _folder is None or jax.process_count() > 1 or jax.device_count() > 1:
         return jitted

@@ -64,6 +64,8 @@ def test_bad_settings_are_refused_with_a_message():
     assert executable_cache.get_folder() is None  # a refused call changes nothing
     with pytest.raises(TypeError, match=r"key=\('lr', 0.1\) must be a dict"):
         executable_cache.cached_jit(_fn, key=("lr", 0.1))
+    with pytest.raises(TypeError, match=r"leads='yes' must be True \(this program starts a run\) or False"):
+        executable_cache.cached_jit(_fn, key={}, leads="yes")
 
 
 def test_a_program_is_saved_then_loaded_with_the_same_results(folder):
