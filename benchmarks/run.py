@@ -12,8 +12,9 @@ average in ``machine.json`` and prefer the one-core (``taskset``) figures then: 
 
 Every number is a median over interleaved repeats (each repeat times every contestant once, in a rotating
 order), because the machines are shared and noisy. ``ratio`` = torch time / cnnjax time = cnnjax speed /
-torch speed: > 1 means cnnjax is faster. Results go to ``benchmarks/results/<section>.json`` plus
-``machine.json``. On a machine with a GPU, cnnjax runs on CUDA and is compared with PyTorch eager and
+torch speed: > 1 means cnnjax is faster. Results go to ``benchmarks/results/<section>.json`` (each with the
+machine it ran on) plus ``machine.json`` (the last run's start and end, load averages, failed sections; not
+tracked by git). On a machine with a GPU, cnnjax runs on CUDA and is compared with PyTorch eager and
 ``torch.compile`` on the same GPU (this path has not been run on a GPU yet).
 
 The cnnjax side is the real code: ``cnnjax.ops`` for the ops, and for training
