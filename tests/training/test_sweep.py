@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import pytest
 
 from cnnjax.models import get_model
+from cnnjax.training import executable_cache
 from cnnjax.training.sweeps import collect, plan
 from tests.conftest import REPO_ROOT
 
@@ -58,7 +59,7 @@ def test_trial_processes_use_the_sweeps_caches(swept):
     """The worker processes keep their programs in the sweep's executable cache: one set per conv variant (the
     initial state, the step, the evaluation), which its two seeds share."""
     workdir, _ = swept
-    names = [n for n in os.listdir(workdir.parent / "cache" / "executables") if n.endswith(".jaxexe")]
+    names = [n for n in os.listdir(workdir.parent / "cache" / "executables") if n.endswith(executable_cache.SUFFIX)]
     assert sorted(n.split("-")[0] for n in names) == sorted(
         ["create_train_state", "cnnjax.training.steps.train_step_and_sum", "cnnjax.training.steps.eval_step"] * 2)
 
