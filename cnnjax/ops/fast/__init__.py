@@ -46,7 +46,7 @@ import threading
 import jax
 import jax.numpy as jnp
 
-from cnnjax.ops.fast import banded, depthwise, grouped, pool, strided, transpose
+from cnnjax.ops.fast import banded, depthwise, direct, grouped, pool, strided, transpose
 from cnnjax.ops.fast.materialize import materialized
 
 _state = threading.local()
@@ -81,25 +81,34 @@ def conv(x, kernel, strides, pads, dilations, groups, reference):
 
     if not _enabled(x):
         return by_reference(x, kernel)
-    formulation = _conv_formulation(x.shape, kernel.shape, strides, pads, dilations, groups, reference)
+    formulation = _conv_formulation(x.shape, kernel.shape, strides, pads, dilations, groups, reference,
+                                    jnp.result_type(x, kernel))
     return formulation(x, kernel) if formulation else by_reference(materialized(x), kernel)
 
 
-def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference, materialize=True):
-    """The fast formulation ``f(x, kernel)`` for a conv of these shapes, or None (``materialize``: whether a
-    formulation that takes the input through :func:`materialized` does so; False where it already has)."""
+def _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference, dtype, materialize=True,
+                      use_direct=True):
+    """The fast formulation ``f(x, kernel)`` for a conv of these shapes and ``dtype``, or None (``materialize``:
+    whether a formulation that takes the input through :func:`materialized` does so; False where it already has;
+    ``use_direct``: whether the C++ loop may serve it)."""
     dense_reference = functools.partial(reference, strides=strides, pads=pads, dilations=dilations, groups=1)
+    if use_direct and direct.applies(x_shape, kernel_shape, strides, pads, dilations, groups, dtype):
+        other = _conv_formulation(x_shape, kernel_shape, strides, pads, dilations, groups, reference, dtype,
+                                  materialize=False, use_direct=False) or dense_reference
+        any_conv = functools.partial(reference, dilations=dilations, groups=1)
+        return lambda x, kernel: direct.direct_conv(x, kernel, strides, pads, other, any_conv)
     if banded.applies(x_shape, kernel_shape, strides, pads, dilations, groups):
         return lambda x, kernel: banded.conv_few_input_channels(x, kernel, pads, dilations, dense_reference)
     if depthwise.applies(x_shape, kernel_shape, groups):
         return lambda x, kernel: depthwise.depthwise_conv(x, kernel, strides, pads, dilations)
     if grouped.applies(x_shape, kernel_shape, groups):
         part = (*x_shape[:-1], x_shape[-1] // groups), (*kernel_shape[:-1], kernel_shape[-1] // groups)
-        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference, materialize=False) or dense_reference
+        dense = _conv_formulation(*part, strides, pads, dilations, 1, reference, dtype,
+                                  materialize=False) or dense_reference
         if not grouped.block_diagonal_applies(x_shape, groups):
             return lambda x, kernel: grouped.grouped_conv(materialized(x), kernel, dense, groups)
         full = (*kernel_shape[:-2], x_shape[-1], kernel_shape[-1])
-        one_conv = _conv_formulation(x_shape, full, strides, pads, dilations, 1, reference,
+        one_conv = _conv_formulation(x_shape, full, strides, pads, dilations, 1, reference, dtype,
                                      materialize=False) or dense_reference
         per_group = functools.partial(grouped.grouped_conv, dense_conv=dense, groups=groups)
         return lambda x, kernel: grouped.block_diagonal_conv(materialized(x), kernel, groups, one_conv, per_group)
@@ -126,7 +135,8 @@ def conv_transpose(x, kernel, strides, pads, dilations, groups, reference, conv_
     ones, no_pads = (1,) * nd, ((0, 0),) * nd
 
     def stride_1(x, kernel, dilations):
-        formulation = _conv_formulation(x.shape, kernel.shape, ones, no_pads, dilations, groups, conv_reference)
+        formulation = _conv_formulation(x.shape, kernel.shape, ones, no_pads, dilations, groups, conv_reference,
+                                        jnp.result_type(x, kernel))
         return formulation(x, kernel) if formulation else conv_reference(x, kernel, ones, no_pads, dilations, groups)
 
     if any(s > 1 for s in strides):
