@@ -94,6 +94,9 @@ POOL_FAST = "cnnjax/ops/fast/pool.py"
 BANDED = "cnnjax/ops/fast/banded.py"
 DEPTHWISE = "cnnjax/ops/fast/depthwise.py"
 GROUPED = "cnnjax/ops/fast/grouped.py"
+DIRECT_CC = "cnnjax/ops/fast/direct.cc"
+DIRECT_PY = "cnnjax/ops/fast/direct.py"
+T_DIRECT = ("tests/ops/test_fast_paths.py", "tests/ops/test_direct.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- cnnjax/ops
@@ -228,6 +231,33 @@ MUTANTS: tuple[Mutant, ...] = (
            "terms.append(reference(x, dkernel))", "pass",
            ("tests/ops/test_fast_paths.py::test_strided_equals_reference",),
            "the kernel's tangent is dropped (no kernel gradient)"),
+    # --- cnnjax/ops/fast/direct.cc / direct.py: the C++ convolution (rebuilt in the copy: its name hashes the source)
+    Mutant("ops-direct-reads-past-the-right-edge", DIRECT_CC, "if (ix < 0 || ix >= g.w) continue;",
+           "if (ix < 0 || ix > g.w) continue;", T_DIRECT,
+           "a block at the right edge reads the pixel after the row instead of the zero padding"),
+    Mutant("ops-direct-last-pixel-block-skipped", DIRECT_CC, "if (ox0 < g.ow) forward_tail",
+           "if (ox0 + 1 < g.ow) forward_tail", T_DIRECT,
+           "a last block of one pixel is never computed (its outputs are whatever the buffer held)"),
+    Mutant("ops-direct-kernel-gradient-last-part-dropped", DIRECT_CC, "for (int64_t p = 1; p < parts; ++p)",
+           "for (int64_t p = 1; p + 1 < parts; ++p)", T_DIRECT,
+           "the kernel gradient leaves out the last range of images"),
+    Mutant("ops-direct-kernel-gradient-range", DIRECT_CC, "std::min(out, (size - offset - 1) / s + 1)",
+           "std::min(out, (size - offset) / s + 1)", T_DIRECT,
+           "the kernel gradient adds an output pixel whose input lies in the padding (reads past the row)"),
+    Mutant("ops-direct-input-gradient-unrotated", DIRECT_PY, "rotated = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)",
+           "rotated = kernel.swapaxes(2, 3)", T_DIRECT, "the stride-1 input gradient uses the kernel unrotated"),
+    Mutant("ops-direct-input-gradient-pads-swapped", DIRECT_PY, "back_pads = tuple((k - 1 - lo, k - 1 - hi)",
+           "back_pads = tuple((k - 1 - hi, k - 1 - lo)", T_DIRECT,
+           "the stride-1 input gradient pads the output gradient's sides the wrong way round"),
+    Mutant("ops-direct-vmap-kernel-of-element-0", DIRECT_PY,
+           "args = [jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)",
+           "args = [jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.broadcast_to(jnp.moveaxis(a, d, 0)"
+           "[:1], (size, *a.shape[:d], *a.shape[d + 1:]))", ("tests/ops/test_direct.py",),
+           "under vmap with a kernel per element, every element uses the first element's kernel"),
+    Mutant("cache-loads-before-the-ffi-targets-exist", EXECUTABLES, "    direct.available()\n", "", T_EXECUTABLES,
+           "a new process loads a program that calls the C++ conv before its FFI targets are registered"),
+    Mutant("cache-key-ignores-cc-files", EXECUTABLES, 'SOURCE_SUFFIXES = (".py", ".cc")', 'SOURCE_SUFFIXES = (".py",)',
+           T_EXECUTABLES, "a program is loaded after the C++ it calls has changed"),
     # --- cnnjax/training/train.py: the initial state
     Mutant("init-llvm-level-0", "cnnjax/training/train.py", '{"xla_backend_optimization_level": 1}',
            '{"xla_backend_optimization_level": 0}', ("tests/training/test_initial_state.py",),

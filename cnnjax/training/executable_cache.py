@@ -8,7 +8,7 @@ JAX's persistent compilation cache keys a program by its lowered form, so a warm
 - ``key``: the caller's description of everything ``fn`` closes over (for the train loop: the config's fields
   that shape the program, the steps per epoch); the caller is responsible for it being complete,
 - the arguments: tree structure (node types, dict keys, paths), shapes, dtypes, weak types, shardings,
-- the code: the contents of every ``.py`` file of each top-level package or module that is loaded from outside
+- the code: the contents of every ``.py`` and ``.cc`` file of each top-level package or module that is loaded from outside
   the interpreter's and the installed packages' folders (cnnjax, experiments, your own modules), and the name
   and version of every installed distribution (jax, jaxlib, flax, optax, ...),
 - the process: jax's configuration values, ``XLA_FLAGS`` and the other ``JAX_`` / ``XLA_`` / ``CNNJAX_``
@@ -44,6 +44,8 @@ from concurrent.futures import Future
 import jax
 from jax.experimental import serialize_executable
 from jax.experimental.compilation_cache import compilation_cache
+
+from cnnjax.ops.fast import direct
 
 #: Bumped when the file layout changes.
 FORMAT = 1
@@ -261,7 +263,10 @@ def _read(path: str) -> dict:
 def _deserialize(content: dict) -> tuple:
     """XLA's part of ``serialize_executable.deserialize_and_load`` (the slow part, and it needs neither tree):
     ``(content, loaded executable, flat argument infos, no_kwargs)``. It uses that module's private unpickler;
-    the key holds jax's version, so another jax compiles anew (and a failure here is a damaged-file recompile)."""
+    the key holds jax's version, so another jax compiles anew (and a failure here is a damaged-file recompile).
+    A program may call the C++ convolution (:mod:`cnnjax.ops.fast.direct`): its FFI targets are registered first,
+    as tracing the program would have done."""
+    direct.available()
     backend = jax.devices()[0].client
     unloaded, args_info_flat, no_kwargs = serialize_executable._JaxPjrtUnpickler(
         io.BytesIO(content["executable"]), backend, backend.devices()).load()
@@ -398,7 +403,8 @@ def _outside_installed_packages(path: str) -> bool:
 
 
 def code_fingerprint() -> str:
-    """sha256 over the ``.py`` files of every top-level package (or module) loaded from outside the
+    """sha256 over the ``.py`` and ``.cc`` files (C++ that the code builds, :mod:`cnnjax.ops.fast.direct`) of
+    every top-level package (or module) loaded from outside the
     interpreter's and the installed packages' folders: all of its files, not only the imported ones."""
     roots = set()
     for module in list(sys.modules.values()):
@@ -411,11 +417,15 @@ def code_fingerprint() -> str:
     return _hash_sources(tuple(sorted(roots)))
 
 
+#: The files :func:`code_fingerprint` reads in a package's folders.
+SOURCE_SUFFIXES = (".py", ".cc")
+
+
 def _hash_sources(roots: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     for root in roots:
         files = [root] if root.endswith(".py") else sorted(
-            os.path.join(d, f) for d, _, names in os.walk(root) for f in names if f.endswith(".py"))
+            os.path.join(d, f) for d, _, names in os.walk(root) for f in names if f.endswith(SOURCE_SUFFIXES))
         for file in files:
             digest.update(file.encode() + b"\0")
             with open(file, "rb") as f:

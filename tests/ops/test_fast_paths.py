@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cnnjax import ops
 from cnnjax.ops import fast
-from cnnjax.ops.fast import banded, depthwise, grouped, strided
+from cnnjax.ops.fast import banded, depthwise, direct, grouped, strided
 from tests.ops.oracle import examples
 
 
@@ -297,6 +297,41 @@ def test_strided_equals_reference(case, seed):
                             [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
 
 
+# ------------------------------------------------------------------------------------- direct conv (C++, FFI)
+
+
+@st.composite
+def direct_case(draw):
+    """Dense 2-D, C_out a multiple of 16 (one to four vector registers per block); C_in a multiple of 16 in
+    part of the cases (the stride-1 input gradient by the C++ loop too) and C_in = 20 (full tiles of the kernel
+    gradient and a rest); padding up to k (past k - 1 the input gradient takes the fallback); widths past 16
+    (several pixel blocks per row and a last partial one)."""
+    window = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3))) if draw(st.booleans()) else (1, 1)
+    pads = tuple((draw(st.integers(0, k)), draw(st.integers(0, k))) for k in window)
+    extra = (draw(st.integers(0, 6)), draw(st.integers(0, 22)))
+    spatial = tuple(max(1, k - lo - hi) + e for k, (lo, hi), e in zip(window, pads, extra))
+    c_in = draw(st.sampled_from([1, 3, 6, 16, 20, 32]))
+    c_out = draw(st.sampled_from([16, 32, 48, 64]))
+    return (draw(st.integers(1, 3)), *spatial, c_in), (*window, c_in, c_out), stride, pads
+
+
+@SETTINGS(10)
+@given(direct_case(), st.integers(0, 2**16))
+@example(((2, 8, 8, 16), (3, 3, 16, 16), (1, 1), ((1, 1), (1, 1))), 0)  # ResNet-20's 3x3 convs
+@example(((2, 14, 14, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0))), 1)  # LeNet-5's conv2
+@example(((2, 9, 9, 16), (3, 3, 16, 32), (2, 2), ((1, 1), (1, 1))), 2)  # ResNet's downsampling conv
+@example(((2, 7, 7, 32), (1, 1, 32, 64), (2, 2), ((0, 0), (0, 0))), 3)  # its 1x1 projection
+@example(((17, 3, 19, 20), (2, 3, 20, 48), (1, 1), ((2, 1), (0, 3))), 4)  # 17 images in 16 parts; pads past k - 1
+@example(((1, 4, 7, 16), (3, 3, 16, 64), (1, 1), ((1, 1), (1, 1))), 5)  # 7 = a block of 6 pixels and one of 1
+def test_direct_conv_equals_reference(case, seed):
+    x_shape, k_shape, stride, pads = case
+    assert direct.applies(x_shape, k_shape, stride, pads, (1, 1), 1, jnp.float32)
+    rng = np.random.default_rng(seed)
+    check_against_reference(lambda x, k: ops.conv(x, k, stride=stride, padding=pads),
+                            [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
+
+
 # -------------------------------------------------------------------------------------------------- transposed
 
 
@@ -357,6 +392,8 @@ FORWARD_REVERSE_CASES = {
     "grouped": (lambda x, k: ops.conv(x, k, padding=1, groups=2), (1, 4, 4, 4), (3, 3, 2, 4)),
     "transposed": (lambda x, k: ops.conv_transpose(x, k, stride=2, padding=1), (1, 3, 3, 2), (3, 3, 2, 2)),
     "strided": (lambda x, k: ops.conv(x, k, stride=2, padding=1), (1, 5, 6, 8), (3, 3, 8, 2)),
+    "direct": (lambda x, k: ops.conv(x, k, padding=1), (1, 3, 4, 16), (3, 3, 16, 16)),
+    "direct strided": (lambda x, k: ops.conv(x, k, stride=2, padding=1), (1, 5, 6, 8), (3, 3, 8, 16)),
     "tiled max pool": (lambda x, k: ops.max_pool(x * k.sum(), 2), (1, 4, 6, 2), (1,)),
 }
 

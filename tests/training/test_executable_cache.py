@@ -118,6 +118,9 @@ def test_the_code_and_the_installed_packages_are_in_the_key(folder, tmp_path, mo
         (package / "unimported.py").write_text("OTHER = 3\n")  # a file of the package, though not imported
         assert executable_cache.code_fingerprint() != before
         assert f.path_for(*_args()) != path
+        before = executable_cache.code_fingerprint()
+        (package / "kernel.cc").write_text("// C++ that the package builds (as cnnjax/ops/fast/direct.cc)\n")
+        assert executable_cache.code_fingerprint() != before
     finally:
         del sys.modules["cachekeypkg"]
     packages, path = executable_cache.environment_fingerprint()["distributions"], f.path_for(*_args())

@@ -8,7 +8,12 @@ the dtype and the static shapes:
 ============================  ==========================================  =================================
 path (module)                 taken for                                   instead of the reference's
 ============================  ==========================================  =================================
-``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1/conv2)
+``direct.direct_conv``        dense 2-D, float32, C_out a multiple of     XLA's conv (Eigen), its kernel
+                              16, no dilation (C++ loop through XLA's     gradient's transposed input copy
+                              FFI; the kernel gradient, and the stride-1
+                              input gradient where C_in is a multiple of
+                              16, too; the rest by the path below)
+``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1)
 ``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, batch_group_count
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count
 ``grouped.block_diagonal``    the same with <= 32 channels, <= 8 per
@@ -23,7 +28,8 @@ path (module)                 taken for                                   instea
 ============================  ==========================================  =================================
 
 Only on the CPU backend and for floating inputs: on GPU/TPU the reference runs (cuDNN / XLA), as no
-benchmark on those backends has shown a fast path winning. Each fast path has the reference's values,
+benchmark on those backends has shown a fast path winning. The first row takes precedence: a conv it serves
+uses the row that would otherwise serve it (or the reference) for what the C++ loop does not compute. Each fast path has the reference's values,
 gradients (jacfwd == jacrev; the depthwise path is a custom VJP without forward mode) and propagation of NaN /
 Inf in the input; ``tests/ops/test_fast_paths.py`` checks them
 against the reference with :func:`reference_only`. ``benchmarks/run.py`` measures each against PyTorch.
