@@ -94,9 +94,14 @@ POOL_FAST = "cnnjax/ops/fast/pool.py"
 BANDED = "cnnjax/ops/fast/banded.py"
 DEPTHWISE = "cnnjax/ops/fast/depthwise.py"
 GROUPED = "cnnjax/ops/fast/grouped.py"
-DIRECT_CC = "cnnjax/ops/fast/direct.cc"
+DIRECT_CC = "cnnjax/ops/fast/cc/direct_conv.cc"
 DIRECT_PY = "cnnjax/ops/fast/direct.py"
 T_DIRECT = ("tests/ops/test_fast_paths.py", "tests/ops/test_direct.py")
+CHANNELS_CC = "cnnjax/ops/fast/cc/channel_sums.cc"
+CHANNELS_PY = "cnnjax/ops/fast/channels.py"
+T_BATCH_NORM = ("tests/ops/test_fast_paths.py::test_batch_norm_equals_reference",
+                "tests/ops/test_fast_paths.py::test_jacfwd_equals_jacrev_and_the_reference_jacobian",
+                "tests/layers/test_normalization.py")
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- cnnjax/ops
@@ -254,10 +259,33 @@ MUTANTS: tuple[Mutant, ...] = (
            "args = [jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.broadcast_to(jnp.moveaxis(a, d, 0)"
            "[:1], (size, *a.shape[:d], *a.shape[d + 1:]))", ("tests/ops/test_direct.py",),
            "under vmap with a kernel per element, every element uses the first element's kernel"),
-    Mutant("cache-loads-before-the-ffi-targets-exist", EXECUTABLES, "    direct.available()\n", "", T_EXECUTABLES,
-           "a new process loads a program that calls the C++ conv before its FFI targets are registered"),
-    Mutant("cache-key-ignores-cc-files", EXECUTABLES, 'SOURCE_SUFFIXES = (".py", ".cc")', 'SOURCE_SUFFIXES = (".py",)',
+    Mutant("cache-loads-before-the-ffi-targets-exist", EXECUTABLES, "    native.available()\n", "", T_EXECUTABLES,
+           "a new process loads a program that calls the C++ kernels before their FFI targets are registered"),
+    Mutant("cache-key-ignores-cc-files", EXECUTABLES, 'SOURCE_SUFFIXES = (".py", ".cc", ".h")', 'SOURCE_SUFFIXES = (".py", ".h")',
            T_EXECUTABLES, "a program is loaded after the C++ it calls has changed"),
+    # --- cnnjax/ops/fast/cc/channel_sums.cc / channels.py, cnnjax/layers/normalization.py: BatchNorm
+    Mutant("ops-channels-last-range-dropped", CHANNELS_CC, "for (int64_t p = 1; p < parts; ++p) sum += pp[p * c + k];",
+           "for (int64_t p = 1; p + 1 < parts; ++p) sum += pp[p * c + k];", T_BATCH_NORM,
+           "the per-channel sums leave out the last range of rows"),
+    Mutant("ops-channels-row-per-block-dropped", CHANNELS_CC, "r < std::min(end, r0 + kBlockRows)",
+           "r < std::min(end, r0 + kBlockRows - 1)", T_BATCH_NORM, "each block of 64 rows sums only 63"),
+    Mutant("ops-channels-scale-transpose", CHANNELS_PY, "lambda ct, a, v: _dot_p.bind(ct, a))",
+           "lambda ct, a, v: _dot_p.bind(ct, ct))", T_BATCH_NORM,
+           "the per-channel scale's gradient multiplies the cotangent by itself (the scale parameter's gradient)"),
+    Mutant("ops-channels-dot-transpose", CHANNELS_PY,
+           "lambda ct, a, b: _scale_p.bind(b, ct), lambda ct, a, b: _scale_p.bind(a, ct))",
+           "lambda ct, a, b: _scale_p.bind(a, ct), lambda ct, a, b: _scale_p.bind(b, ct))", T_BATCH_NORM,
+           "channel_dot's transposes swapped (each operand's cotangent scales the operand itself)"),
+    Mutant("ops-channels-vmap-scale", CHANNELS_PY, "lambda a, v: a * v.reshape(v.shape[0], *[1] * (a.ndim - 2), v.shape[-1]))",
+           "lambda a, v: a * v[:1].reshape(1, *[1] * (a.ndim - 2), v.shape[-1]))", T_BATCH_NORM,
+           "under vmap every element is scaled by the first element's per-channel values"),
+    Mutant("layers-bn-momentum-swapped", "cnnjax/layers/normalization.py",
+           "ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean",
+           "ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean", T_BATCH_NORM,
+           "the running mean keeps 10% of its value instead of 90%"),
+    Mutant("layers-bn-updates-while-initializing", "cnnjax/layers/normalization.py",
+           "if not self.is_initializing():", "if True:", T_BATCH_NORM,
+           "init already moves the running averages (flax does not)"),
     # --- cnnjax/training/train.py: the initial state
     Mutant("init-llvm-level-0", "cnnjax/training/train.py", '{"xla_backend_optimization_level": 1}',
            '{"xla_backend_optimization_level": 0}', ("tests/training/test_initial_state.py",),

@@ -3,6 +3,7 @@
 from cnnjax.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv, he_normal
 from cnnjax.layers.deform import DeformConv
 from cnnjax.layers.local import LocallyConnected
+from cnnjax.layers.normalization import BatchNorm
 from cnnjax.layers.pooling import POOLING, AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool, SumPool, pooling
 from cnnjax.layers.variants import (
     CONV_VARIANTS,
@@ -21,6 +22,7 @@ __all__ = [
     "SeparableConv",
     "DeformConv",
     "LocallyConnected",
+    "BatchNorm",
     "MaxPool",
     "AvgPool",
     "SumPool",

@@ -14,8 +14,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
+
+from cnnjax.layers import BatchNorm
 
 
 def require_module_defs(model: str, **module_defs) -> None:
@@ -28,13 +29,13 @@ def require_module_defs(model: str, **module_defs) -> None:
             )
 
 
-def batch_norm(train: bool, dtype: Any = None, name: str | None = None, **kwargs) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype: Any = None, name: str | None = None, **kwargs) -> BatchNorm:
     """BatchNorm with PyTorch's defaults (momentum 0.1 there = 0.9 here, eps 1e-5).
 
     ``train=True`` normalises with the batch statistics and updates ``batch_stats`` (apply with
     ``mutable=["batch_stats"]``); ``train=False`` uses the running averages.
     """
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name, **kwargs)
+    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name, **kwargs)
 
 
 def min_input_size(layers: Sequence[tuple[int, int, Any, int]]) -> int:

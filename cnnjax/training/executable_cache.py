@@ -8,8 +8,8 @@ JAX's persistent compilation cache keys a program by its lowered form, so a warm
 - ``key``: the caller's description of everything ``fn`` closes over (for the train loop: the config's fields
   that shape the program, the steps per epoch); the caller is responsible for it being complete,
 - the arguments: tree structure (node types, dict keys, paths), shapes, dtypes, weak types, shardings,
-- the code: the contents of every ``.py`` and ``.cc`` file of each top-level package or module that is loaded from outside
-  the interpreter's and the installed packages' folders (cnnjax, experiments, your own modules), and the name
+- the code: the contents of every ``.py``, ``.cc`` and ``.h`` file of each top-level package or module that is
+  loaded from outside the interpreter's and the installed packages' folders (cnnjax, experiments, your own modules), and the name
   and version of every installed distribution (jax, jaxlib, flax, optax, ...),
 - the process: jax's configuration values, ``XLA_FLAGS`` and the other ``JAX_`` / ``XLA_`` / ``CNNJAX_``
   variables, the backend, its version and its devices, and the function's name and ``jit`` options.
@@ -45,7 +45,7 @@ import jax
 from jax.experimental import serialize_executable
 from jax.experimental.compilation_cache import compilation_cache
 
-from cnnjax.ops.fast import direct
+from cnnjax.ops.fast import native
 
 #: Bumped when the file layout changes.
 FORMAT = 1
@@ -264,9 +264,9 @@ def _deserialize(content: dict) -> tuple:
     """XLA's part of ``serialize_executable.deserialize_and_load`` (the slow part, and it needs neither tree):
     ``(content, loaded executable, flat argument infos, no_kwargs)``. It uses that module's private unpickler;
     the key holds jax's version, so another jax compiles anew (and a failure here is a damaged-file recompile).
-    A program may call the C++ convolution (:mod:`cnnjax.ops.fast.direct`): its FFI targets are registered first,
+    A program may call the C++ kernels (:mod:`cnnjax.ops.fast.native`): their FFI targets are registered first,
     as tracing the program would have done."""
-    direct.available()
+    native.available()
     backend = jax.devices()[0].client
     unloaded, args_info_flat, no_kwargs = serialize_executable._JaxPjrtUnpickler(
         io.BytesIO(content["executable"]), backend, backend.devices()).load()
@@ -403,7 +403,7 @@ def _outside_installed_packages(path: str) -> bool:
 
 
 def code_fingerprint() -> str:
-    """sha256 over the ``.py`` and ``.cc`` files (C++ that the code builds, :mod:`cnnjax.ops.fast.direct`) of
+    """sha256 over the ``.py``, ``.cc`` and ``.h`` files (C++ that the code builds, :mod:`cnnjax.ops.fast.native`) of
     every top-level package (or module) loaded from outside the
     interpreter's and the installed packages' folders: all of its files, not only the imported ones."""
     roots = set()
@@ -418,7 +418,7 @@ def code_fingerprint() -> str:
 
 
 #: The files :func:`code_fingerprint` reads in a package's folders.
-SOURCE_SUFFIXES = (".py", ".cc")
+SOURCE_SUFFIXES = (".py", ".cc", ".h")
 
 
 def _hash_sources(roots: tuple[str, ...]) -> str:

@@ -324,12 +324,38 @@ def direct_case(draw):
 @example(((2, 7, 7, 32), (1, 1, 32, 64), (2, 2), ((0, 0), (0, 0))), 3)  # its 1x1 projection
 @example(((17, 3, 19, 20), (2, 3, 20, 48), (1, 1), ((2, 1), (0, 3))), 4)  # 17 images in 16 parts; pads past k - 1
 @example(((1, 4, 7, 16), (3, 3, 16, 64), (1, 1), ((1, 1), (1, 1))), 5)  # 7 = a block of 6 pixels and one of 1
+@example(((2, 6, 7, 16), (3, 3, 16, 16), (1, 1), ((0, 2), (2, 1))), 6)  # uneven pads: the C++ input gradient's
 def test_direct_conv_equals_reference(case, seed):
     x_shape, k_shape, stride, pads = case
     assert direct.applies(x_shape, k_shape, stride, pads, (1, 1), 1, jnp.float32)
     rng = np.random.default_rng(seed)
     check_against_reference(lambda x, k: ops.conv(x, k, stride=stride, padding=pads),
                             [_array(rng, x_shape), _array(rng, k_shape)], rng, special=(0, 1))
+
+
+# ------------------------------------------------------------------------------ BatchNorm's sums (C++, FFI)
+
+
+@st.composite
+def batch_norm_case(draw):
+    """(N, C), (N, W, C) or (N, H, W, C); rows from 1 to past 512 (several ranges of the C++ sums)."""
+    spatial = draw(st.lists(st.integers(1, 12), min_size=0, max_size=2))
+    return (draw(st.integers(1, 9)), *spatial, draw(st.sampled_from([1, 3, 16, 24, 64])))
+
+
+def _batch_norm(x, scale, bias):
+    return ops.batch_normalize(x, *ops.batch_statistics(x), scale, bias, epsilon=1e-3)
+
+
+@SETTINGS(8)
+@given(batch_norm_case(), st.integers(0, 2**16))
+@example((128, 8, 8, 16), 0)  # a ResNet-20 BatchNorm at batch 128 (8192 rows: 16 ranges)
+@example((3, 1), 1)  # one channel, three rows
+def test_batch_norm_equals_reference(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = _array(rng, shape) * 3 + 1
+    check_against_reference(_batch_norm, [x, _array(rng, shape[-1:]), _array(rng, shape[-1:])], rng,
+                            rtol=1e-4, atol=1e-4)
 
 
 # -------------------------------------------------------------------------------------------------- transposed
@@ -394,6 +420,7 @@ FORWARD_REVERSE_CASES = {
     "strided": (lambda x, k: ops.conv(x, k, stride=2, padding=1), (1, 5, 6, 8), (3, 3, 8, 2)),
     "direct": (lambda x, k: ops.conv(x, k, padding=1), (1, 3, 4, 16), (3, 3, 16, 16)),
     "direct strided": (lambda x, k: ops.conv(x, k, stride=2, padding=1), (1, 5, 6, 8), (3, 3, 8, 16)),
+    "batch norm": (lambda x, k: _batch_norm(x, k, 0.5 * k), (2, 3, 3, 4), (4,)),
     "tiled max pool": (lambda x, k: ops.max_pool(x * k.sum(), 2), (1, 4, 6, 2), (1,)),
 }
 

@@ -25,6 +25,8 @@ path (module)                 taken for                                   instea
 ``pool.tiled_max_pool``       max pool, stride = window, no padding       reduce_window + select_and_scatter
 ``materialize.materialized``  the input of the reference / grouped conv   its producers recomputed inside
                                                                           the kernel gradient's transpose
+``channels`` (C++ sums)       BatchNorm's statistics and normalization,   reduce-windows (one add after
+                              float32                                     another per output)
 ============================  ==========================================  =================================
 
 Only on the CPU backend and for floating inputs: on GPU/TPU the reference runs (cuDNN / XLA), as no
@@ -52,7 +54,7 @@ import threading
 import jax
 import jax.numpy as jnp
 
-from cnnjax.ops.fast import banded, depthwise, direct, grouped, pool, strided, transpose
+from cnnjax.ops.fast import banded, channels, depthwise, direct, grouped, pool, strided, transpose
 from cnnjax.ops.fast.materialize import materialized
 
 _state = threading.local()
@@ -156,3 +158,17 @@ def max_pool(x, window, stride, pads, reference):
     if _enabled(x) and pool.applies(x, window, stride, pads):
         return pool.tiled_max_pool(x, window)
     return reference(x)
+
+
+def batch_statistics(x, reference):
+    """BatchNorm's per-channel ``(mean, var)`` of ``x`` (float32): by :mod:`.channels`, or ``reference(x)``."""
+    return channels.batch_statistics(x) if _enabled(x) and channels.applies(x) else reference(x)
+
+
+def batch_normalize(x, mean, var, scale, bias, epsilon, reference):
+    """BatchNorm's ``(x - mean) * scale / sqrt(var + epsilon) + bias`` by :mod:`.channels` (every operand
+    float32), or ``reference(x, mean, var, scale, bias)``."""
+    operands = [a for a in (x, mean, var, scale, bias) if a is not None]
+    if _enabled(x) and channels.applies(x) and all(a.dtype == jnp.float32 for a in operands):
+        return channels.normalize(x, mean, var, scale, bias, epsilon)
+    return reference(x, mean, var, scale, bias)

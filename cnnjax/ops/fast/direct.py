@@ -1,4 +1,4 @@
-"""Dense 2-D convolution as a direct loop in C++ (``direct.cc``), called through XLA's FFI on the CPU backend.
+"""Dense 2-D convolution as a direct loop in C++ (``cc/direct_conv.cc``), called through XLA's FFI on the CPU backend.
 
 ``Y[n, o, c] = sum_{t, i} X[n, S o + t - P, i] F[t, i, c]`` with the output channels ``c`` in vector registers
 (16 floats) and a row of output pixels per block: no patch matrix, no layout change, one pass over ``X`` per
@@ -19,99 +19,23 @@ Two primitives, both bilinear, so that JAX derives every order of derivative in 
 Under ``vmap`` a batched input with an unbatched kernel folds into the batch axis; otherwise (a kernel per
 seed) the loop runs once per element (``lax.map``).
 
-The library is compiled with the system's C++ compiler (``$CXX``, else ``g++``; ``-O3 -march=native``) on first
-use, into ``$CNNJAX_NATIVE_DIR`` (default ``~/.cache/cnnjax/native``) under a name that hashes the source, the
-flags, the compiler, jaxlib's version and the CPU's features, so a machine builds each version once. Where it
-cannot be built (no compiler) a warning says so once and the dispatch keeps XLA's formulations;
-``CNNJAX_DIRECT_CONV=0`` turns it off.
+The library is built by :mod:`.native` (C++ in ``cc/direct_conv.cc``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
-import os
-import platform
-import subprocess
-import tempfile
-import threading
-import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "direct.cc")
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
+from cnnjax.ops.fast import native
+
 #: Output channels per vector register: C_out (and, for the stride-1 input gradient, C_in) a multiple of it.
 LANES = 16
-_TARGETS = {"forward": "cnnjax_direct_conv_forward", "kernel_gradient": "cnnjax_direct_conv_kernel_gradient"}
-_lock = threading.Lock()
-_loaded: dict = {}
-
-
-# ------------------------------------------------------------------------------------------------- the library
-
-def _cpu_features() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return platform.processor()
-
-
-def _build_folder() -> str:
-    folder = os.environ.get("CNNJAX_NATIVE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cnnjax", "native")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        return folder
-    except OSError:
-        folder = os.path.join(tempfile.gettempdir(), f"cnnjax-native-{os.getuid()}")
-        os.makedirs(folder, exist_ok=True)
-        return folder
-
-
-def _build() -> str:
-    """The path of the compiled library, compiling it first if this machine has not yet."""
-    compiler = os.environ.get("CXX", "g++")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    with open(SOURCE, "rb") as f:
-        source = f.read()
-    key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), version.encode(),
-                                     jax.lib.__version__.encode(), _cpu_features().encode()])).hexdigest()[:20]
-    path = os.path.join(_build_folder(), f"direct-{key}.so")
-    if not os.path.exists(path):
-        include = jax.ffi.include_dir()
-        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        result = subprocess.run([compiler, *FLAGS, f"-I{include}", SOURCE, "-o", partial], capture_output=True,
-                                text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed: {result.stderr.strip()[-2000:]}")
-        os.replace(partial, path)  # atomic: concurrent builders each write their own file, the last one stays
-    return path
-
-
-def available() -> bool:
-    """Whether the library is built and its FFI targets registered (building it on the first call)."""
-    with _lock:
-        if "ok" not in _loaded:
-            _loaded["ok"] = False
-            if os.environ.get("CNNJAX_DIRECT_CONV", "1") == "0":
-                return False
-            try:
-                library = ctypes.cdll.LoadLibrary(_build())
-                for target in _TARGETS.values():
-                    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
-                _loaded["ok"] = True
-            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-                warnings.warn(f"cnnjax: the C++ direct convolution could not be built ({e}); dense convolutions "
-                              "use XLA's formulations", RuntimeWarning, stacklevel=2)
-        return _loaded["ok"]
 
 
 # ----------------------------------------------------------------------------------------------- the dispatch
@@ -119,14 +43,14 @@ def available() -> bool:
 
 def applies(x_shape, kernel_shape, strides, pads, dilations, groups, dtype) -> bool:
     """Dense 2-D, undilated, float32, zero padding >= 0, ``C_out`` a multiple of :data:`LANES`, and the library
-    available."""
+    usable (:func:`native.usable`)."""
     if len(x_shape) != 4 or groups != 1 or any(d != 1 for d in dilations) or dtype != jnp.float32:
         return False
     if kernel_shape[-1] % LANES or min(*x_shape, *kernel_shape) == 0 or any(lo < 0 or hi < 0 for lo, hi in pads):
         return False
     if any(n + lo + hi < k for n, k, (lo, hi) in zip(x_shape[1:3], kernel_shape[:2], pads)):
         return False
-    return available()
+    return native.usable()
 
 
 def direct_conv(x, kernel, strides, pads, fallback, reference):
@@ -141,22 +65,6 @@ def direct_conv(x, kernel, strides, pads, fallback, reference):
 
 # ----------------------------------------------------------------------------------------------- primitives
 
-def _jit_impl(primitive):
-    """Outside a trace, run the primitive as a one-op program."""
-    return lambda *args, **params: jax.jit(functools.partial(primitive.bind, **params))(*args)
-
-
-def _ffi_lowering(target):
-    lowering = jax.ffi.ffi_lowering(target)
-
-    def lower(ctx, x, other, *, strides, pads, **_):
-        if not available():
-            raise RuntimeError("cnnjax: the C++ direct convolution is not available")
-        return lowering(ctx, x, other, sh=np.int64(strides[0]), sw=np.int64(strides[1]), pt=np.int64(pads[0][0]),
-                        pl=np.int64(pads[1][0]))
-    return lower
-
-
 def _fold_or_map(primitive):
     """vmap: a batched first operand alone folds into the image axis; anything else maps one element at a time."""
     def rule(args, dims, **params):
@@ -170,6 +78,10 @@ def _fold_or_map(primitive):
                 for a, d in zip(args, dims)]
         return lax.map(lambda pair: primitive.bind(*pair, **params), tuple(args)), 0
     return rule
+
+
+def _attributes(*, strides, pads, **_):
+    return dict(sh=strides[0], sw=strides[1], pt=pads[0][0], pl=pads[1][0])
 
 
 def _forward_shape(x, kernel, *, strides, pads, **_):
@@ -222,15 +134,16 @@ def _kernel_gradient_output_transpose(df, x, dy, *, window, strides, pads, fallb
 
 
 _forward_p = Primitive("direct_conv_forward")
-_forward_p.def_impl(_jit_impl(_forward_p))
+_forward_p.def_impl(native.jit_impl(_forward_p))
 _forward_p.def_abstract_eval(_forward_shape)
-mlir.register_lowering(_forward_p, _ffi_lowering(_TARGETS["forward"]), platform="cpu")
+mlir.register_lowering(_forward_p, native.ffi_lowering("cnnjax_direct_conv_forward", _attributes), platform="cpu")
 ad.defbilinear(_forward_p, _input_gradient, _kernel_gradient)
 batching.primitive_batchers[_forward_p] = _fold_or_map(_forward_p)
 
 _kernel_gradient_p = Primitive("direct_conv_kernel_gradient")
-_kernel_gradient_p.def_impl(_jit_impl(_kernel_gradient_p))
+_kernel_gradient_p.def_impl(native.jit_impl(_kernel_gradient_p))
 _kernel_gradient_p.def_abstract_eval(_kernel_gradient_shape)
-mlir.register_lowering(_kernel_gradient_p, _ffi_lowering(_TARGETS["kernel_gradient"]), platform="cpu")
+mlir.register_lowering(_kernel_gradient_p, native.ffi_lowering("cnnjax_direct_conv_kernel_gradient", _attributes),
+                       platform="cpu")
 ad.defbilinear(_kernel_gradient_p, _kernel_gradient_input_transpose, _kernel_gradient_output_transpose)
 batching.primitive_batchers[_kernel_gradient_p] = _fold_or_map(_kernel_gradient_p)

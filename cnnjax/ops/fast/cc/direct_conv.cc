@@ -1,4 +1,4 @@
-// Direct 2-D convolution for XLA:CPU, called through XLA's FFI (see direct.py, which builds and registers it).
+// Direct 2-D convolution for XLA:CPU, called through XLA's FFI (the primitives: ../direct.py; the build: ../native.py).
 //
 // Layouts: X (N, H, W, C_in), kernel F (KH, KW, C_in, C_out), Y and dY (N, OH, OW, C_out); float32;
 // C_out a multiple of 16 (one 16-float vector, an AVX-512 register, per block of output channels).
@@ -12,20 +12,17 @@
 // Each output element is summed by one thread in a fixed order, and the kernel gradient's partial sums are
 // split by image ranges that depend on N only, so results do not depend on the number of threads. Work is
 // shared with XLA's intra-op thread pool (the FFI ThreadPool); the calling thread works too and only waits for
-// pieces that other threads have started.
+// pieces that other threads have started (parallel.h).
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <memory>
-#include <thread>
 #include <vector>
 
-#include "xla/ffi/api/ffi.h"
-
-namespace ffi = xla::ffi;
+#include "parallel.h"
 
 namespace {
+
+using cnnjax::parallel_for;
 
 typedef float v16 __attribute__((vector_size(64)));
 
@@ -40,30 +37,6 @@ inline void store16(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof(v)); }
 struct Geometry {
   int64_t n, h, w, cin, kh, kw, cout, oh, ow, sh, sw, pt, pl;
 };
-
-// ------------------------------------------------------------------------------------------------ threads
-
-struct Progress {
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-};
-
-// body(i) for i in [0, items), on the calling thread and on up to num_threads - 1 pool threads.
-template <typename Body>
-void parallel_for(ffi::ThreadPool& pool, int64_t items, Body body) {
-  auto progress = std::make_shared<Progress>();
-  auto work = [progress, items, body]() {
-    for (int64_t i; (i = progress->next.fetch_add(1)) < items;) {
-      body(i);
-      progress->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  int64_t helpers = std::min<int64_t>(pool.num_threads(), items) - 1;
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([work]() { work(); });
-  work();
-  // Only pieces that another thread took are left: wait for them (a helper that starts late finds no work).
-  while (progress->done.load(std::memory_order_acquire) < items) std::this_thread::yield();
-}
 
 // ------------------------------------------------------------------------------------------------ forward
 
