@@ -9,10 +9,11 @@ the dtype and the static shapes:
 path (module)                 taken for                                   instead of the reference's
 ============================  ==========================================  =================================
 ``direct.direct_conv``        dense 2-D, float32, C_out a multiple of     XLA's conv (Eigen), its kernel
-                              16, no dilation (C++ loop through XLA's     gradient's transposed input copy
-                              FFI; the kernel gradient, and the stride-1
-                              input gradient where C_in is a multiple of
-                              16, too; the rest by the path below)
+                              16, C_in C_out <= 4096, no dilation (C++    gradient's transposed input copy
+                              loop through XLA's FFI; the kernel
+                              gradient, and the stride-1 input gradient
+                              where C_in is a multiple of 16, too; the
+                              rest by the path below)
 ``banded.banded_gemm``        dense, stride 1, < 8 input channels         direct conv (LeNet-5 conv1)
 ``depthwise.depthwise_conv``  depthwise (groups = C_in), <= 49 taps       grouped conv, batch_group_count
 ``grouped.grouped_conv``      2 to 16 groups of > 1 channel               per-group GEMMs, batch_group_count

@@ -142,24 +142,29 @@ void valid_outputs(int64_t size, int64_t out, int64_t s, int64_t k, int64_t p, i
   hi = std::max(hi, lo);
 }
 
-// dF[ky, kx, ci0 : ci0 + RI, co0 : co0 + 16 CB] += image n's sum over the output pixels, in RI x CB registers.
+// dF[ky, kx, ci0 : ci0 + RI, co0 : co0 + 16 CB] += the sum over images [n0, n1) and their output pixels, in
+// RI x CB registers (loaded and stored once per image range: a large kernel's tiles do not stream through
+// memory once per image).
 template <int RI, int CB>
-void kernel_gradient_tile(const Geometry& g, const float* x, const float* dy, float* df, int64_t n, int64_t ky,
-                          int64_t kx, int64_t ci0, int64_t co0, int64_t oy0, int64_t oy1, int64_t ox0, int64_t ox1) {
+void kernel_gradient_tile(const Geometry& g, const float* x, const float* dy, float* df, int64_t n0, int64_t n1,
+                          int64_t ky, int64_t kx, int64_t ci0, int64_t co0, int64_t oy0, int64_t oy1, int64_t ox0,
+                          int64_t ox1) {
   float* out = df + ((ky * g.kw + kx) * g.cin + ci0) * g.cout + co0;
   v16 acc[RI][CB];
   for (int r = 0; r < RI; ++r)
     for (int c = 0; c < CB; ++c) acc[r][c] = load16(out + r * g.cout + 16 * c);
-  for (int64_t oy = oy0; oy < oy1; ++oy) {
-    const float* x_row = x + ((n * g.h + oy * g.sh + ky - g.pt) * g.w + kx - g.pl) * g.cin + ci0;
-    const float* dy_row = dy + (n * g.oh + oy) * g.ow * g.cout + co0;
-    for (int64_t ox = ox0; ox < ox1; ++ox) {
-      const float* x_px = x_row + ox * g.sw * g.cin;
-      v16 d[CB];
-      for (int c = 0; c < CB; ++c) d[c] = load16(dy_row + ox * g.cout + 16 * c);
-      for (int r = 0; r < RI; ++r) {
-        const float xv = x_px[r];
-        for (int c = 0; c < CB; ++c) acc[r][c] += xv * d[c];
+  for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const float* x_row = x + ((n * g.h + oy * g.sh + ky - g.pt) * g.w + kx - g.pl) * g.cin + ci0;
+      const float* dy_row = dy + (n * g.oh + oy) * g.ow * g.cout + co0;
+      for (int64_t ox = ox0; ox < ox1; ++ox) {
+        const float* x_px = x_row + ox * g.sw * g.cin;
+        v16 d[CB];
+        for (int c = 0; c < CB; ++c) d[c] = load16(dy_row + ox * g.cout + 16 * c);
+        for (int r = 0; r < RI; ++r) {
+          const float xv = x_px[r];
+          for (int c = 0; c < CB; ++c) acc[r][c] += xv * d[c];
+        }
       }
     }
   }
@@ -168,36 +173,30 @@ void kernel_gradient_tile(const Geometry& g, const float* x, const float* dy, fl
 }
 
 template <int RI, int CB>
-void kernel_gradient_tail(int rem, const Geometry& g, const float* x, const float* dy, float* df, int64_t n,
-                          int64_t ky, int64_t kx, int64_t ci0, int64_t co0, int64_t oy0, int64_t oy1, int64_t ox0,
-                          int64_t ox1) {
+void kernel_gradient_tail(int rem, const Geometry& g, const float* x, const float* dy, float* df, int64_t n0,
+                          int64_t n1, int64_t ky, int64_t kx, int64_t ci0, int64_t co0, int64_t oy0, int64_t oy1,
+                          int64_t ox0, int64_t ox1) {
   if (rem == RI) {
-    kernel_gradient_tile<RI, CB>(g, x, dy, df, n, ky, kx, ci0, co0, oy0, oy1, ox0, ox1);
+    kernel_gradient_tile<RI, CB>(g, x, dy, df, n0, n1, ky, kx, ci0, co0, oy0, oy1, ox0, ox1);
   } else if constexpr (RI > 1) {
-    kernel_gradient_tail<RI - 1, CB>(rem, g, x, dy, df, n, ky, kx, ci0, co0, oy0, oy1, ox0, ox1);
+    kernel_gradient_tail<RI - 1, CB>(rem, g, x, dy, df, n0, n1, ky, kx, ci0, co0, oy0, oy1, ox0, ox1);
   }
 }
 
-// Image n's contribution to dF, added to df. One image's X and dY stay in cache over the taps' passes.
+// Images [n0, n1)'s contribution to dF[ky, kx, :, co0 : co0 + 16 CB], added to df.
 template <int RI, int CB>
-void kernel_gradient_image(const Geometry& g, const float* x, const float* dy, float* df, int64_t n) {
-  for (int64_t ky = 0; ky < g.kh; ++ky) {
-    int64_t oy0, oy1;
-    valid_outputs(g.h, g.oh, g.sh, ky, g.pt, oy0, oy1);
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      int64_t ox0, ox1;
-      valid_outputs(g.w, g.ow, g.sw, kx, g.pl, ox0, ox1);
-      if (oy0 == oy1 || ox0 == ox1) continue;
-      for (int64_t co0 = 0; co0 < g.cout; co0 += 16 * CB) {
-        int64_t ci0 = 0;
-        for (; ci0 + RI <= g.cin; ci0 += RI)
-          kernel_gradient_tile<RI, CB>(g, x, dy, df, n, ky, kx, ci0, co0, oy0, oy1, ox0, ox1);
-        if (ci0 < g.cin)
-          kernel_gradient_tail<RI - 1, CB>(static_cast<int>(g.cin - ci0), g, x, dy, df, n, ky, kx, ci0, co0, oy0,
-                                           oy1, ox0, ox1);
-      }
-    }
-  }
+void kernel_gradient_piece(const Geometry& g, const float* x, const float* dy, float* df, int64_t n0, int64_t n1,
+                           int64_t ky, int64_t kx, int64_t co0) {
+  int64_t oy0, oy1, ox0, ox1;
+  valid_outputs(g.h, g.oh, g.sh, ky, g.pt, oy0, oy1);
+  valid_outputs(g.w, g.ow, g.sw, kx, g.pl, ox0, ox1);
+  if (oy0 == oy1 || ox0 == ox1) return;
+  int64_t ci0 = 0;
+  for (; ci0 + RI <= g.cin; ci0 += RI)
+    kernel_gradient_tile<RI, CB>(g, x, dy, df, n0, n1, ky, kx, ci0, co0, oy0, oy1, ox0, ox1);
+  if (ci0 < g.cin)
+    kernel_gradient_tail<RI - 1, CB>(static_cast<int>(g.cin - ci0), g, x, dy, df, n0, n1, ky, kx, ci0, co0, oy0,
+                                     oy1, ox0, ox1);
 }
 
 ffi::Error KernelGradient(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
@@ -209,19 +208,26 @@ ffi::Error KernelGradient(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Bu
   const float* dyp = dy.typed_data();
   float* out = df->typed_data();
   const int64_t size = g.kh * g.kw * g.cin * g.cout;
-  // Partial sums over fixed image ranges (set by N alone), added up in order.
-  const int64_t parts = std::min<int64_t>(g.n, 16);
-  std::vector<float> partial(std::max<int64_t>(parts, 1) * size, 0.0f);
-  float* pp = partial.data();
-  parallel_for(pool, parts, [&g, xp, dyp, pp, size, parts](int64_t p) {
-    for (int64_t n = g.n * p / parts; n < g.n * (p + 1) / parts; ++n) {
-      if (g.cout % 32 == 0) {
-        kernel_gradient_image<8, 2>(g, xp, dyp, pp + p * size, n);
-      } else {
-        kernel_gradient_image<16, 1>(g, xp, dyp, pp + p * size, n);
-      }
+  // Partial sums over image ranges set by N and the kernel's size alone (at most 16, and at most 4M floats in
+  // all: a large kernel's partials would cost more memory traffic than its products), added up in order. The
+  // pieces of work: (range, tap, block of output channels); each element of a range's sum is one piece's.
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>({g.n, 16, (int64_t{1} << 22) / std::max<int64_t>(size, 1)}));
+  const int cb = g.cout % 32 == 0 ? 2 : 1;
+  const int64_t co_blocks = g.cout / (16 * cb), per_part = g.kh * g.kw * co_blocks;
+  std::vector<float> partial(parts > 1 ? parts * size : 0, 0.0f);
+  float* target = parts > 1 ? partial.data() : out;
+  if (parts == 1) std::fill(out, out + size, 0.0f);
+  parallel_for(pool, parts * per_part, [&g, xp, dyp, target, size, parts, per_part, co_blocks, cb](int64_t i) {
+    const int64_t p = i / per_part, tap = (i % per_part) / co_blocks, co0 = (i % co_blocks) * 16 * cb;
+    const int64_t n0 = g.n * p / parts, n1 = g.n * (p + 1) / parts;
+    if (cb == 2) {
+      kernel_gradient_piece<8, 2>(g, xp, dyp, target + p * size, n0, n1, tap / g.kw, tap % g.kw, co0);
+    } else {
+      kernel_gradient_piece<16, 1>(g, xp, dyp, target + p * size, n0, n1, tap / g.kw, tap % g.kw, co0);
     }
   });
+  if (parts == 1) return ffi::Error::Success();
+  const float* pp = partial.data();
   const int64_t per_piece = 4096;
   parallel_for(pool, (size + per_piece - 1) / per_piece, [pp, out, size, parts, per_piece](int64_t piece) {
     for (int64_t i = piece * per_piece; i < std::min(size, (piece + 1) * per_piece); ++i) {
