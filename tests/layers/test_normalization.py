@@ -31,7 +31,8 @@ def _train_step(module, variables, x, reference: bool):
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(dtype=jnp.bfloat16), dict(use_bias=False),
-                                    dict(scale_init=nn.initializers.zeros)], ids=str)
+                                    dict(scale_init=nn.initializers.zeros)],
+                         ids=["defaults", "bfloat16", "no-bias", "zero-scale"])
 def test_train_mode_equals_flax(kwargs):
     x = _x()
     theirs, ours = (cls(use_running_average=False, momentum=0.9, **kwargs) for cls in (nn.BatchNorm, BatchNorm))
