@@ -16,8 +16,16 @@ from jax import lax
 from cnnjax.ops import fast
 
 
+def _check_rows_and_channels(x):
+    x = jnp.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"x.shape={x.shape} must be (N, ..., C): a batch axis and a channel axis at least")
+    return x
+
+
 def batch_statistics(x):
     """Per-channel ``(mean, var)`` of ``x`` over every axis but the last, in float32 (at least)."""
+    x = _check_rows_and_channels(x)
     x = jnp.asarray(x, jnp.promote_types(x.dtype, jnp.float32))
 
     def reference(x):
@@ -33,6 +41,15 @@ def batch_statistics(x):
 def batch_normalize(x, mean, var, scale=None, bias=None, epsilon: float = 1e-5):
     """``(x - mean) * scale / sqrt(var + epsilon) + bias`` with per-channel ``mean``, ``var``, ``scale``, ``bias``
     (shape ``(C,)``; ``scale`` / ``bias`` None: 1 / 0). The result has the promoted dtype of the operands."""
+    x = _check_rows_and_channels(x)
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon={epsilon} must be >= 0")
+    per_channel = {"mean": mean, "var": var, "scale": scale, "bias": bias}
+    for name, value in per_channel.items():
+        if value is not None and jnp.shape(value) != (x.shape[-1],):
+            raise ValueError(f"{name}.shape={jnp.shape(value)} must be (channels,)=({x.shape[-1]},)")
+    mean, var, scale, bias = (None if v is None else jnp.asarray(v) for v in per_channel.values())
+
     def reference(x, mean, var, scale, bias):
         axes, shape = tuple(range(x.ndim - 1)), (1,) * (x.ndim - 1) + (x.shape[-1],)  # as flax shapes them
         mean, var = jnp.expand_dims(mean, axes), jnp.expand_dims(var, axes)

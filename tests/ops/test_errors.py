@@ -107,3 +107,25 @@ def test_integer_images_become_float():
 def test_other_ops_reject(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: ops.batch_statistics(jnp.ones(5)), r"x.shape=\(5,\) must be \(N, ..., C\)"),
+        (lambda: ops.batch_normalize(jnp.ones(4), jnp.zeros(4), jnp.ones(4)), r"x.shape=\(4,\) must be \(N, ..., C\)"),
+        (lambda: ops.batch_normalize(jnp.ones((2, 4)), jnp.zeros(3), jnp.ones(4)),
+         r"mean.shape=\(3,\) must be \(channels,\)=\(4,\)"),
+        (lambda: ops.batch_normalize(jnp.ones((2, 4)), jnp.zeros(4), jnp.ones((1, 4))),
+         r"var.shape=\(1, 4\) must be \(channels,\)=\(4,\)"),
+        (lambda: ops.batch_normalize(jnp.ones((2, 4)), jnp.zeros(4), jnp.ones(4), scale=jnp.ones(2)),
+         r"scale.shape=\(2,\) must be"),
+        (lambda: ops.batch_normalize(jnp.ones((2, 4)), jnp.zeros(4), jnp.ones(4), bias=jnp.ones(5)),
+         r"bias.shape=\(5,\) must be"),
+        (lambda: ops.batch_normalize(jnp.ones((2, 4)), jnp.zeros(4), jnp.ones(4), epsilon=-1e-5),
+         r"epsilon=-1e-05 must be >= 0"),
+    ],
+)
+def test_batch_norm_ops_refuse_bad_shapes(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -32,9 +32,9 @@ path (module)                 taken for                                   instea
 
 Only on the CPU backend and for floating inputs: on GPU/TPU the reference runs (cuDNN / XLA), as no
 benchmark on those backends has shown a fast path winning. The first row takes precedence: a conv it serves
-uses the row that would otherwise serve it (or the reference) for what the C++ loop does not compute. Each fast path has the reference's values,
-gradients (jacfwd == jacrev; the depthwise path is a custom VJP without forward mode) and propagation of NaN /
-Inf in the input; ``tests/ops/test_fast_paths.py`` checks them
+uses the row that would otherwise serve it (or the reference) for what the C++ loop does not compute. Each fast
+path has the reference's values, gradients (jacfwd == jacrev; the depthwise path is a custom VJP without
+forward mode) and propagation of NaN / Inf in the input; ``tests/ops/test_fast_paths.py`` checks them
 against the reference with :func:`reference_only`. ``benchmarks/run.py`` measures each against PyTorch.
 
 A NaN or Inf in the *kernel* meets zeros that one formulation multiplies and another skips (padding, the
