@@ -3,8 +3,8 @@
 #   ./launch.sh lenet [--config.x=y ...] [--workdir=DIR]   train the experiment configs/lenet.py
 #   ./launch.sh test [pytest args]                          run the test suite (slow tests excluded)
 #   ./launch.sh setup                                       only set up (.venv + data)
-# Set-up is idempotent: a virtual environment in .venv with the pinned stack (requirements.lock),
-# and the default data set (Fashion-MNIST, Debian package dataset-fashion-mnist).
+# Set-up is idempotent: a virtual environment in .venv with the pinned stack (requirements.lock), a C++
+# compiler (g++, for cnnjax/ops/fast/cc), and the default data set (Fashion-MNIST, Debian package dataset-fashion-mnist).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -24,6 +24,21 @@ setup_python() {
     echo "[launch] installing cnnjax and its pinned dependencies into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -c requirements.lock -e ".[test]"
     echo "$want" > "$stamp"
+  fi
+}
+
+setup_compiler() {
+  # The C++ kernels (cnnjax/ops/fast/cc) are compiled with ${CXX:-g++} on first use; without one, cnnjax warns
+  # and keeps XLA's formulations, and the test suite fails (tests/ops/test_direct.py requires the build).
+  if command -v "${CXX:-g++}" >/dev/null 2>&1; then
+    return
+  fi
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[launch] installing a C++ compiler (Debian package g++)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq g++ >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq g++ >/dev/null; }
+  else
+    echo "[launch] no C++ compiler (${CXX:-g++}): install g++ for cnnjax's C++ kernels (XLA's formulations otherwise)" >&2
   fi
 }
 
@@ -53,16 +68,16 @@ cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   setup)
-    setup_python; setup_data ;;
+    setup_python; setup_compiler; setup_data ;;
   test)
-    setup_python; setup_data
+    setup_python; setup_compiler; setup_data
     exec "$VENV/bin/python" -m pytest -n 2 --dist loadfile "$@" ;;
   sweep)
-    setup_python; setup_data
+    setup_python; setup_compiler; setup_data
     exec "$VENV/bin/python" -m experiments.sweep "$@" ;;
   help|-h|--help)
     sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
-    setup_python; setup_data
+    setup_python; setup_compiler; setup_data
     exec "$VENV/bin/python" -m experiments.run --config="$cmd" "$@" ;;
 esac
