@@ -139,10 +139,19 @@ def dispatched_conv(x, kernel, strides, pads, dilations, groups=1):
 
 
 def pad_first(x_shape, kernel_shape, strides, pads, dilations) -> bool:
-    """Whether to zero-pad the input before the conv rather than inside it: for a padded conv with an output
-    of one pixel along some axis. XLA:CPU aborts the process (a failed check in its algebraic simplifier,
-    "Window dimensions do not match RHS shape") compiling the gradient of some of those, e.g. a (2, 1, 6, 6)
-    input, a (2, 2, 6, 9) kernel, stride (1, 2), padding ((0, 1), (1, 1)); with the padding applied first it
-    compiles (see ``tests/ops/test_conv_oracle.py``). The padding is a copy of the input, small here."""
+    """Whether to zero-pad the input before the conv rather than inside it, to keep clear of two XLA:CPU
+    defects that the padded conv's gradient would meet:
+
+    - an output of one pixel along some axis: XLA:CPU aborts the process (a failed check in its algebraic
+      simplifier, "Window dimensions do not match RHS shape") compiling the gradient of some of those, e.g. a
+      (2, 1, 6, 6) input, a (2, 2, 6, 9) kernel, stride (1, 2), padding ((0, 1), (1, 1));
+    - a low padding past the dilated kernel, ``P_lo > D (M - 1)``: the input gradient is then a conv with
+      negative low padding ``D (M - 1) - P_lo``, which XLA:CPU's Eigen convolution computes from memory
+      outside the input (openxla/xla#48713: garbage values; e.g. a (2, 1, 2, 1) input, a (4, 1, 1, 16)
+      kernel, padding ((4, 2), (0, 0))).
+
+    With the padding applied first, both compile and compute right (see ``tests/ops/test_conv_oracle.py``).
+    The padding is a copy of the input, small here."""
     outs = map(output_size, x_shape[1:-1], kernel_shape[: len(pads)], strides, pads, dilations)
-    return any(lo or hi for lo, hi in pads) and 1 in outs
+    past_kernel = any(lo > d * (k - 1) for (lo, _), k, d in zip(pads, kernel_shape, dilations))
+    return any(lo or hi for lo, hi in pads) and (1 in outs or past_kernel)

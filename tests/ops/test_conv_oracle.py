@@ -1,5 +1,7 @@
 """conv, depthwise_conv, separable_conv against PyTorch (F.pad + F.conv1d/2d/3d) and NumPy loops."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -173,6 +175,35 @@ def test_conv_gradients_match_torch_autograd(x_shape, k_shape, kwargs, few_chann
     np.testing.assert_allclose(np.asarray(got[1]), np.moveaxis(kt.grad.numpy(), (0, 1), (-1, -2)), rtol=1e-10,
                                atol=1e-10)
     np.testing.assert_allclose(np.asarray(got[2]), bt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("reference", [True, False], ids=["reference", "dispatched"])
+@pytest.mark.parametrize(
+    "x_shape, k_shape, padding",
+    [
+        ((2, 1, 2, 1), (4, 1, 1, 16), ((4, 2), (0, 0))),  # the CI's case (openxla/xla#48713)
+        ((2, 9, 8), (3, 8, 3), ((3, 1),)),  # 1-D, 8 -> 3 channels, low padding 3 > k - 1 = 2
+        ((1, 6, 5, 4), (2, 3, 4, 5), ((2, 0), (3, 1))),  # past the kernel on both axes
+    ],
+)
+def test_conv_input_gradient_with_low_padding_past_the_kernel(x_shape, k_shape, padding, reference):
+    """Low padding past the dilated kernel, ``P_lo > D (M - 1)``: the input gradient is a conv with negative
+    low padding, which XLA:CPU computes from memory outside the input for 3 to 16 channels
+    (openxla/xla#48713); ``ops.pad_first`` pads the input first instead. float32 against torch.autograd, on the
+    reference formulation and on the dispatched one."""
+    rng = np.random.default_rng(0)
+    x, k = rng.normal(size=x_shape).astype(np.float32), rng.normal(size=k_shape).astype(np.float32)
+    context = ops.fast.reference_only() if reference else contextlib.nullcontext()
+    with context:
+        y = jax.eval_shape(lambda a, b: ops.conv(a, b, padding=padding), x, k)
+        g = rng.normal(size=y.shape).astype(np.float32)
+        got = jax.jit(jax.grad(lambda a, b: jnp.sum(ops.conv(a, b, padding=padding) * g), argnums=(0, 1)))(x, k)
+    xt, kt = to_torch_x(x).requires_grad_(), to_torch_kernel(k).requires_grad_()
+    yt = _CONV[len(x_shape) - 2](torch_pad(xt, padding, "constant"), kt)
+    (yt * to_torch_x(g)).sum().backward()
+    np.testing.assert_allclose(np.asarray(got[0]), from_torch_x(xt.grad), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(got[1]), np.moveaxis(kt.grad.numpy(), (0, 1), (-1, -2)), rtol=1e-4,
+                               atol=1e-4)
 
 
 def test_conv_gradient_path_choice():

@@ -325,6 +325,7 @@ def direct_case(draw):
 @example(((17, 3, 19, 20), (2, 3, 20, 48), (1, 1), ((2, 1), (0, 3))), 4)  # 17 images in 16 parts; pads past k - 1
 @example(((1, 4, 7, 16), (3, 3, 16, 64), (1, 1), ((1, 1), (1, 1))), 5)  # 7 = a block of 6 pixels and one of 1
 @example(((2, 6, 7, 16), (3, 3, 16, 16), (1, 1), ((0, 2), (2, 1))), 6)  # uneven pads: the C++ input gradient's
+@example(((2, 1, 2, 1), (4, 1, 1, 16), (1, 1), ((4, 2), (0, 0))), 0)  # low pad past k - 1 (openxla/xla#48713)
 def test_direct_conv_equals_reference(case, seed):
     x_shape, k_shape, stride, pads = case
     assert direct.applies(x_shape, k_shape, stride, pads, (1, 1), 1, jnp.float32)
