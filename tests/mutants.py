@@ -105,9 +105,11 @@ T_BATCH_NORM = ("tests/ops/test_fast_paths.py::test_batch_norm_equals_reference"
 
 MUTANTS: tuple[Mutant, ...] = (
     # --- cnnjax/ops
-    Mutant("ops-pool-ties-last", POOL_FAST, "winner = jnp.argmax(jnp.stack(cells, axis=-1), axis=-1).astype(index_type)",
-           "winner = (len(cells) - 1 - jnp.argmax(jnp.stack(cells[::-1], axis=-1), axis=-1)).astype(index_type)",
-           T_POOL, "tiled max-pool: the gradient of a tie goes to the last maximum, not the first (PyTorch)"),
+    Mutant("ops-pool-ties-last", POOL_FAST, "for k in reversed(range(len(cells) - 1)):",
+           "for k in range(len(cells) - 1):",
+           T_POOL, "tiled max-pool: the gradient of a tie goes to a later maximum, not the first (PyTorch)"),
+    Mutant("ops-pool-nan-loses", POOL_FAST, "(cells[k] == y) | jnp.isnan(cells[k])", "cells[k] == y", T_POOL,
+           "tiled max-pool: a NaN does not win its window's gradient (it goes to the last cell)"),
     Mutant("ops-pool-tiled-with-padding", POOL_FAST, "return window == stride and all(lo == hi == 0 for lo, hi in pads)",
            "return window == stride", T_POOL, "the tiled max-pool is taken for padded inputs (padding ignored)"),
     Mutant("ops-avg-pool-counts-padding", "cnnjax/ops/pooling.py",
