@@ -142,16 +142,20 @@ def pad_first(x_shape, kernel_shape, strides, pads, dilations) -> bool:
     """Whether to zero-pad the input before the conv rather than inside it, to keep clear of two XLA:CPU
     defects that the padded conv's gradient would meet:
 
-    - an output of one pixel along some axis: XLA:CPU aborts the process (a failed check in its algebraic
-      simplifier, "Window dimensions do not match RHS shape") compiling the gradient of some of those, e.g. a
-      (2, 1, 6, 6) input, a (2, 2, 6, 9) kernel, stride (1, 2), padding ((0, 1), (1, 1));
+    - an output no larger than the (dilated) kernel along some axis, ``O <= D (M - 1) + 1``: XLA:CPU aborts
+      the process (a failed check in its algebraic simplifier, "Window dimensions do not match RHS shape")
+      compiling the gradient of some of those, e.g. a (2, 1, 6, 6) input, a (2, 2, 6, 9) kernel, stride
+      (1, 2), padding ((0, 1), (1, 1)) (one output pixel), or a (2, 8, 4, 8) input, a (2, 4, 8, 1) kernel,
+      stride (2, 1), padding ((1, 1), (0, 1)) (two output pixels under a 4-tap kernel);
     - a low padding past the dilated kernel, ``P_lo > D (M - 1)``: the input gradient is then a conv with
       negative low padding ``D (M - 1) - P_lo``, which XLA:CPU's Eigen convolution computes from memory
       outside the input (openxla/xla#48713: garbage values; e.g. a (2, 1, 2, 1) input, a (4, 1, 1, 16)
       kernel, padding ((4, 2), (0, 0))).
 
     With the padding applied first, both compile and compute right (see ``tests/ops/test_conv_oracle.py``).
-    The padding is a copy of the input, small here."""
+    The padding is a copy of the input, small here (the output is at most the kernel's size)."""
+    extents = [d * (k - 1) + 1 for k, d in zip(kernel_shape, dilations)]
     outs = map(output_size, x_shape[1:-1], kernel_shape[: len(pads)], strides, pads, dilations)
-    past_kernel = any(lo > d * (k - 1) for (lo, _), k, d in zip(pads, kernel_shape, dilations))
-    return any(lo or hi for lo, hi in pads) and (1 in outs or past_kernel)
+    small_output = any(o <= e for o, e in zip(outs, extents))
+    past_kernel = any(lo > e - 1 for (lo, _), e in zip(pads, extents))
+    return any(lo or hi for lo, hi in pads) and (small_output or past_kernel)

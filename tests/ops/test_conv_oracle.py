@@ -1,6 +1,7 @@
 """conv, depthwise_conv, separable_conv against PyTorch (F.pad + F.conv1d/2d/3d) and NumPy loops."""
 
 import contextlib
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -179,27 +180,30 @@ def test_conv_gradients_match_torch_autograd(x_shape, k_shape, kwargs, few_chann
 
 @pytest.mark.parametrize("reference", [True, False], ids=["reference", "dispatched"])
 @pytest.mark.parametrize(
-    "x_shape, k_shape, padding",
+    "x_shape, k_shape, stride, padding",
     [
-        ((2, 1, 2, 1), (4, 1, 1, 16), ((4, 2), (0, 0))),  # the CI's case (openxla/xla#48713)
-        ((2, 9, 8), (3, 8, 3), ((3, 1),)),  # 1-D, 8 -> 3 channels, low padding 3 > k - 1 = 2
-        ((1, 6, 5, 4), (2, 3, 4, 5), ((2, 0), (3, 1))),  # past the kernel on both axes
+        # low padding past the kernel: XLA:CPU computed the input gradient from memory outside the input
+        ((2, 1, 2, 1), (4, 1, 1, 16), (1, 1), ((4, 2), (0, 0))),  # the CI's case (openxla/xla#48713)
+        ((2, 9, 8), (3, 8, 3), (1,), ((3, 1),)),  # 1-D, 8 -> 3 channels, low padding 3 > k - 1 = 2
+        ((1, 6, 5, 4), (2, 3, 4, 5), (1, 1), ((2, 0), (3, 1))),  # past the kernel on both axes
+        # an output no larger than the kernel: XLA:CPU aborted compiling the gradient
+        ((2, 8, 4, 8), (2, 4, 8, 1), (2, 1), ((1, 1), (0, 1))),  # the CI's case: 2 output pixels, 4 taps
+        ((2, 6, 4, 8), (5, 2, 8, 16), (1, 2), ((1, 0), (1, 1))),
+        ((2, 4, 6, 8), (4, 2, 8, 1), (2, 2), ((2, 1), (1, 2))),
     ],
 )
-def test_conv_input_gradient_with_low_padding_past_the_kernel(x_shape, k_shape, padding, reference):
-    """Low padding past the dilated kernel, ``P_lo > D (M - 1)``: the input gradient is a conv with negative
-    low padding, which XLA:CPU computes from memory outside the input for 3 to 16 channels
-    (openxla/xla#48713); ``ops.pad_first`` pads the input first instead. float32 against torch.autograd, on the
-    reference formulation and on the dispatched one."""
+def test_conv_gradient_at_xla_cpu_defects_matches_torch(x_shape, k_shape, stride, padding, reference):
+    """Padded convs whose XLA gradient meets an XLA:CPU defect (``ops.conv.pad_first`` pads their input first
+    instead): the gradients in float32 against torch.autograd, on the reference formulation and on the
+    dispatched one (a crash of the process fails the test too)."""
     rng = np.random.default_rng(0)
     x, k = rng.normal(size=x_shape).astype(np.float32), rng.normal(size=k_shape).astype(np.float32)
-    context = ops.fast.reference_only() if reference else contextlib.nullcontext()
-    with context:
-        y = jax.eval_shape(lambda a, b: ops.conv(a, b, padding=padding), x, k)
-        g = rng.normal(size=y.shape).astype(np.float32)
-        got = jax.jit(jax.grad(lambda a, b: jnp.sum(ops.conv(a, b, padding=padding) * g), argnums=(0, 1)))(x, k)
+    conv = functools.partial(ops.conv, stride=stride, padding=padding)
+    with ops.fast.reference_only() if reference else contextlib.nullcontext():
+        g = rng.normal(size=jax.eval_shape(conv, x, k).shape).astype(np.float32)
+        got = jax.jit(jax.grad(lambda a, b: jnp.sum(conv(a, b) * g), argnums=(0, 1)))(x, k)
     xt, kt = to_torch_x(x).requires_grad_(), to_torch_kernel(k).requires_grad_()
-    yt = _CONV[len(x_shape) - 2](torch_pad(xt, padding, "constant"), kt)
+    yt = _CONV[len(x_shape) - 2](torch_pad(xt, padding, "constant"), kt, stride=stride)
     (yt * to_torch_x(g)).sum().backward()
     np.testing.assert_allclose(np.asarray(got[0]), from_torch_x(xt.grad), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(got[1]), np.moveaxis(kt.grad.numpy(), (0, 1), (-1, -2)), rtol=1e-4,
