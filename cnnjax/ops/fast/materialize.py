@@ -1,4 +1,5 @@
-"""Make a convolution's input a buffer of its own, so that its kernel gradient reads it once.
+"""Make a convolution's input a buffer of its own, so that its kernel gradient reads it once (also used for
+the tiled max-pool's winner index, which its backward pass would otherwise recompute per pixel).
 
 XLA:CPU computes a convolution's kernel gradient from a transposed copy of the input (batch axis last). It
 fuses that transpose with the input's producers when they are cheap elementwise ops, and duplicates them:
