@@ -1,4 +1,4 @@
-"""The entry points' process defaults: YNNPACK off and a persistent compilation cache; `import cnnjax` changes
+"""The entry points' process defaults: YNNPACK and the concurrency-optimized scheduler off, a persistent compilation cache; `import cnnjax` changes
 nothing in the process."""
 
 import os
@@ -33,15 +33,20 @@ def _flags_after_apply(env_update):
     return eval(_python(code, env_update))  # noqa: S307 - our own repr
 
 
-def test_entry_point_defaults_turn_ynnpack_off_and_keep_other_flags():
-    assert _flags_after_apply({}) == process_defaults.YNN_OFF
+def test_entry_point_defaults_add_their_flags_and_keep_other_flags():
+    both = f"{process_defaults.YNN_OFF} {process_defaults.CONCURRENCY_SCHEDULER_OFF}"
+    assert _flags_after_apply({}) == both
     flags = _flags_after_apply({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-    assert flags == f"--xla_force_host_platform_device_count=2 {process_defaults.YNN_OFF}"
+    assert flags == f"--xla_force_host_platform_device_count=2 {both}"
 
 
 def test_a_users_own_setting_and_the_opt_out_are_left_alone():
     mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
-    assert _flags_after_apply({"XLA_FLAGS": mine}) == mine
+    assert _flags_after_apply({"XLA_FLAGS": mine}) == f"{mine} {process_defaults.CONCURRENCY_SCHEDULER_OFF}"
+    mine = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+    assert _flags_after_apply({"XLA_FLAGS": mine}) == f"{mine} {process_defaults.YNN_OFF}"
+    both = "--xla_cpu_experimental_ynn_fusion_type=dot --xla_cpu_enable_concurrency_optimized_scheduler"
+    assert _flags_after_apply({"XLA_FLAGS": both}) == both
     assert _flags_after_apply({process_defaults.OPT_OUT: "0"}) is None
 
 
@@ -51,6 +56,17 @@ def test_the_flag_reaches_the_compiler():
             ".compile().as_text())")
     assert _python(code, {}) == "False"
     assert _python(code, {process_defaults.OPT_OUT: "0"}) == "True"  # XLA's own default: YNNPACK fusions on
+
+
+def test_with_the_defaults_independent_branches_do_not_all_hold_their_buffers_at_once():
+    """Eight independent (256, 256) products, each sorted and summed: XLA:CPU's concurrency-optimized scheduler
+    keeps all eight alive at once (8 x 256 KB of working memory), the defaults' scheduler one at a time."""
+    code = ("from experiments import process_defaults as p; p.apply_xla_defaults(); import jax, jax.numpy as jnp; "
+            "f = lambda x, ws: sum(jnp.sum(jnp.sort(jnp.tanh(x @ w), axis=-1)) for w in ws); "
+            "x = jnp.ones((256, 256)); ws = [jnp.full((256, 256), float(i)) for i in range(8)]; "
+            "print(jax.jit(f).lower(x, ws).compile().memory_analysis().temp_size_in_bytes)")
+    ours, xlas = int(_python(code, {})), int(_python(code, {process_defaults.OPT_OUT: "0"}))
+    assert ours <= 2 * 256 * 256 * 4 < 6 * 256 * 256 * 4 <= xlas, (ours, xlas)
 
 
 def test_with_the_defaults_a_sum_over_a_relu_keeps_a_nan():
@@ -98,7 +114,7 @@ def test_every_entry_point_applies_the_defaults(tmp_path):
             "run_app(lambda argv: print(repr(os.environ.get('XLA_FLAGS')), "
             "__import__('jax').config.jax_compilation_cache_dir))")
     out = _python(code, {process_defaults.CACHE_DIR: str(tmp_path)})
-    assert out == f"{process_defaults.YNN_OFF!r} {tmp_path}"
+    assert out == f"{' '.join(process_defaults.XLA_DEFAULTS)!r} {tmp_path}"
     for entry in ("run", "sweep", "summary", "report"):
         source = open(os.path.join(ROOT, "experiments", f"{entry}.py")).read()
         assert "run_app(main)" in source, entry
