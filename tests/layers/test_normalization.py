@@ -71,10 +71,15 @@ def test_second_derivatives_and_vmap_equal_the_reference():
         y, _ = module.apply({**variables, "params": params}, x, mutable=["batch_stats"])
         return jnp.sum(jnp.sin(y) ** 2)
 
+    def gradient_norm(x, params):  # differentiated in reverse mode again: the backward pass's transposes
+        return sum(jnp.sum(g ** 2) for g in jax.tree.leaves(jax.grad(loss, argnums=(0, 1))(x, params)))
+
     def both():  # jitted afresh: a jitted function keeps the formulation of its first trace
         hessian = jax.jit(jax.hessian(loss, argnums=(0, 1)))
+        reverse_over_reverse = jax.jit(jax.grad(gradient_norm, argnums=(0, 1)))
         per_element = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(0, None)))
-        return hessian(x[0], variables["params"]), per_element(x, variables["params"])
+        return (hessian(x[0], variables["params"]), reverse_over_reverse(x[0], variables["params"]),
+                per_element(x, variables["params"]))
 
     assert "channel_dot" in str(jax.make_jaxpr(jax.hessian(loss, argnums=(0, 1)))(x[0], variables["params"]))
     got = both()

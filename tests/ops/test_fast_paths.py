@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from cnnjax import ops
 from cnnjax.ops import fast
-from cnnjax.ops.fast import banded, depthwise, direct, grouped, strided
+from cnnjax.ops.fast import banded, channels, depthwise, direct, grouped, strided
 from tests.ops.oracle import examples
 
 
@@ -357,6 +357,19 @@ def test_batch_norm_equals_reference(shape, seed):
     x = _array(rng, shape) * 3 + 1
     check_against_reference(_batch_norm, [x, _array(rng, shape[-1:]), _array(rng, shape[-1:])], rng,
                             rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_backward_sums_over_x_itself_not_a_centred_copy():
+    """The scale's gradient ``sum_r dY (X - mean)`` is one C++ pass over ``dY`` and ``X`` (``centered_dot``), bit
+    for bit the C++ ``channel_dot`` over a centred copy (the formulation before it, the oracle here)."""
+    rng = np.random.default_rng(0)
+    a, x = _array(rng, (64, 5, 5, 24)), _array(rng, (64, 5, 5, 24)) * 3 + 1
+    m = jnp.mean(x, (0, 1, 2))
+    np.testing.assert_array_equal(jax.jit(channels._centered_dot_p.bind)(a, x, m),
+                                  jax.jit(lambda a, x, m: channels._dot_p.bind(a, x - m))(a, x, m))
+    loss = jax.grad(lambda x, s: jnp.sum(jnp.sin(_batch_norm(x, s, s))), argnums=(0, 1))
+    compiled = jax.jit(loss).lower(x, m).compile().as_text()
+    assert "cnnjax_channel_centered_dot" in compiled
 
 
 # -------------------------------------------------------------------------------------------------- transposed

@@ -2,7 +2,7 @@
 
 XLA:CPU lowers a sum over every axis but the channels to a reduce-window whose outputs each add their rows one
 after another: in a ResNet-20 train step (batch 128, two cores) BatchNorm's 98 such sums took ~75 ms of a
-~360 ms step. Four primitives carry BatchNorm's formulas here, each linear or bilinear, so that JAX derives
+~360 ms step. Six primitives carry BatchNorm's formulas here, each linear or bilinear, so that JAX derives
 both modes and every order, and so that the *backward* pass's sums (the transposes of the broadcasts) are the
 C++ loops too:
 
@@ -11,7 +11,13 @@ C++ loops too:
   transposes ``channel_scale(B, ct)``, ``channel_scale(A, ct)``),
 - ``channel_scale(A, v)[r, c] = A[r, c] v[c]`` (XLA's multiply, fused with its neighbours; transposes
   ``channel_scale(ct, v)`` and ``channel_dot(ct, A)``),
-- ``channel_broadcast(v)[r, c] = v[c]`` (XLA's broadcast; its transpose is ``channel_sum``).
+- ``channel_broadcast(v)[r, c] = v[c]`` (XLA's broadcast; its transpose is ``channel_sum``),
+- ``centered_scale(X, m, v)[r, c] = (X[r, c] - m[c]) v[c]`` (XLA's subtract and multiply, fused; linear in
+  ``(X, m)`` and in ``v``: transposes ``channel_scale(ct, v)`` and ``-channel_sum`` of it, and
+  ``centered_dot(ct, X, m)``),
+- ``centered_dot(A, X, m)[c] = sum_r A[r, c] (X[r, c] - m[c])`` (C++; the same bits as ``channel_dot(A, X - m)``
+  without writing ``X - m``: BatchNorm's backward pass no longer stores or reads a centred copy of every
+  normalized array; transposes ``centered_scale(X, m, ct)`` and ``channel_scale(A, ct)`` with ``-channel_sum``).
 
 Under ``vmap`` each falls back to its ``jax.numpy`` formula (the reference's reductions).
 """
@@ -45,7 +51,7 @@ def normalize(x, mean, var, scale, bias, epsilon):
     mul = jax.lax.rsqrt(var + epsilon)
     if scale is not None:
         mul = mul * scale
-    y = _scale_p.bind(x - _broadcast_p.bind(mean, shape=x.shape), mul)
+    y = _centered_scale_p.bind(x, mean, mul)
     return y if bias is None else y + _broadcast_p.bind(bias, shape=x.shape)
 
 
@@ -83,6 +89,69 @@ ad.defbilinear(_dot_p, lambda ct, a, b: _scale_p.bind(b, ct), lambda ct, a, b: _
 ad.defbilinear(_scale_p, lambda ct, a, v: _scale_p.bind(ct, v), lambda ct, a, v: _dot_p.bind(ct, a))
 
 
+_centered_scale_p = Primitive("centered_scale")
+_centered_dot_p = Primitive("centered_dot")
+for _p in (_centered_scale_p, _centered_dot_p):
+    _p.def_impl(native.jit_impl(_p))
+_centered_scale_p.def_abstract_eval(lambda x, m, v: jax.core.ShapedArray(x.shape, x.dtype))
+_centered_dot_p.def_abstract_eval(lambda a, x, m: jax.core.ShapedArray(a.shape[-1:], a.dtype))
+mlir.register_lowering(_centered_scale_p, mlir.lower_fun(lambda x, m, v: (x - m) * v, multiple_results=False))
+mlir.register_lowering(_centered_dot_p, native.ffi_lowering("cnnjax_channel_centered_dot"), platform="cpu")
+
+
+def _tangent(t):
+    return ad.instantiate_zeros(t) if isinstance(t, ad.Zero) else t
+
+
+def _jvp_linear_in_pair(primitive, first_is_single):
+    """The JVP of a primitive ``f(a, b, c)`` linear in one operand and in the pair of the other two (together):
+    ``(v)`` and ``(x, m)`` for ``centered_scale(x, m, v)``; ``(a)`` and ``(x, m)`` for ``centered_dot(a, x, m)``."""
+    def jvp(primals, tangents):
+        out = primitive.bind(*primals)
+        if first_is_single:  # centered_dot(a | x, m)
+            (a, x, m), (da, dx, dm) = primals, tangents
+            terms = [] if isinstance(da, ad.Zero) else [primitive.bind(da, x, m)]
+            if not (isinstance(dx, ad.Zero) and isinstance(dm, ad.Zero)):
+                terms.append(primitive.bind(a, _tangent(dx), _tangent(dm)))
+        else:  # centered_scale(x, m | v)
+            (x, m, v), (dx, dm, dv) = primals, tangents
+            terms = [] if isinstance(dv, ad.Zero) else [primitive.bind(x, m, dv)]
+            if not (isinstance(dx, ad.Zero) and isinstance(dm, ad.Zero)):
+                terms.append(primitive.bind(_tangent(dx), _tangent(dm), v))
+        return out, terms[0] if len(terms) == 1 else terms[0] + terms[1]  # JAX asks only with a tangent
+    return jvp
+
+
+def _to_pair(ct_b, x, m):
+    """Cotangents of ``x`` and ``m`` from that of ``x - m`` (None for an operand that is not being transposed)."""
+    return [ct_b if ad.is_undefined_primal(x) else None,
+            -_sum_p.bind(ct_b) if ad.is_undefined_primal(m) else None]
+
+
+def _centered_scale_transpose(ct, x, m, v):
+    if ad.is_undefined_primal(v):
+        return [None, None, _zero_or(ct, v.aval, lambda: _centered_dot_p.bind(ct, x, m))]
+    if isinstance(ct, ad.Zero):
+        return [ad.Zero(x.aval) if ad.is_undefined_primal(x) else None,
+                ad.Zero(m.aval) if ad.is_undefined_primal(m) else None, None]
+    return [*_to_pair(_scale_p.bind(ct, v), x, m), None]
+
+
+def _centered_dot_transpose(ct, a, x, m):
+    if ad.is_undefined_primal(a):
+        return [_zero_or(ct, a.aval, lambda: _centered_scale_p.bind(x, m, ct)), None, None]
+    if isinstance(ct, ad.Zero):
+        return [None, ad.Zero(x.aval) if ad.is_undefined_primal(x) else None,
+                ad.Zero(m.aval) if ad.is_undefined_primal(m) else None]
+    return [None, *_to_pair(_scale_p.bind(a, ct), x, m)]
+
+
+ad.primitive_jvps[_centered_scale_p] = _jvp_linear_in_pair(_centered_scale_p, first_is_single=False)
+ad.primitive_jvps[_centered_dot_p] = _jvp_linear_in_pair(_centered_dot_p, first_is_single=True)
+ad.primitive_transposes[_centered_scale_p] = _centered_scale_transpose
+ad.primitive_transposes[_centered_dot_p] = _centered_dot_transpose
+
+
 def _batched(formula):
     """A batching rule: ``formula`` on the operands with their batch axes moved to the front."""
     def rule(args, dims, **params):
@@ -100,3 +169,14 @@ batching.primitive_batchers[_scale_p] = _batched(
 batching.primitive_batchers[_broadcast_p] = _batched(
     lambda v, *, shape: jnp.broadcast_to(v.reshape(v.shape[0], *[1] * (len(shape) - 1), v.shape[-1]),
                                          (v.shape[0], *shape)))
+
+
+def _per_channel(v, ndim):
+    """A batched (B, C) vector shaped to broadcast against a batched (B, ..., C) array of ``ndim`` axes."""
+    return v.reshape(v.shape[0], *[1] * (ndim - 2), v.shape[-1])
+
+
+batching.primitive_batchers[_centered_scale_p] = _batched(
+    lambda x, m, v: (x - _per_channel(m, x.ndim)) * _per_channel(v, x.ndim))
+batching.primitive_batchers[_centered_dot_p] = _batched(
+    lambda a, x, m: jnp.sum(a * (x - _per_channel(m, x.ndim)), _rows_axes(a)[1:]))

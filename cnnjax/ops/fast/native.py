@@ -30,7 +30,7 @@ import numpy as np
 SOURCE_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cc")
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 TARGETS = ("cnnjax_direct_conv_forward", "cnnjax_direct_conv_kernel_gradient", "cnnjax_channel_sum",
-           "cnnjax_channel_dot")
+           "cnnjax_channel_dot", "cnnjax_channel_centered_dot")
 _lock = threading.Lock()
 _state: dict = {}
 
