@@ -26,7 +26,7 @@ import os
 
 #: Empty list of YNNPACK fusion types = YNNPACK off.
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
-#: XLA:CPU's default scheduler, ordered for memory, not for running independent operations at once.
+#: XLA:CPU's scheduler then orders a program for memory, not for running independent operations at once.
 CONCURRENCY_SCHEDULER_OFF = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 #: The flags :func:`apply_xla_defaults` adds.
 XLA_DEFAULTS = (YNN_OFF, CONCURRENCY_SCHEDULER_OFF)

@@ -3,11 +3,11 @@
 //   channel_sum  s[c] = sum_r A[r, c]            channel_dot  s[c] = sum_r A[r, c] B[r, c]
 //   channel_centered_dot  s[c] = sum_r A[r, c] (X[r, c] - m[c])
 //
-// with A, B, X float32 viewed as (rows, C) (the centred dot rounds X - m as channel_dot's B would hold it: the
-// same bits as channel_dot(A, X - m), without that array). XLA:CPU lowers such a sum to a reduce-window whose outputs each add
-// their rows one after another; here the rows are split into at most 16 ranges set by the row count alone (the
-// result does not depend on the number of threads), each range summed in blocks of 64 rows (a partial sum per
-// block, then added to the range's), and the ranges added in order. One pass over A (and B).
+// with A, B, X float32 viewed as (rows, C); the centred dot rounds X - m as channel_dot's B would hold it (the
+// same bits as channel_dot(A, X - m), without that array). XLA:CPU lowers such a sum to a reduce-window whose
+// outputs each add their rows one after another; here the rows are split into at most 16 ranges set by the row
+// count alone (the result does not depend on the number of threads), each range summed in blocks of 64 rows (a
+// partial sum per block, then added to the range's), and the ranges added in order. One pass over A (and B, X).
 
 #include <algorithm>
 #include <cstdint>
