@@ -24,6 +24,9 @@ Under ``vmap`` each falls back to its ``jax.numpy`` formula (the reference's red
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
@@ -99,31 +102,25 @@ mlir.register_lowering(_centered_scale_p, mlir.lower_fun(lambda x, m, v: (x - m)
 mlir.register_lowering(_centered_dot_p, native.ffi_lowering("cnnjax_channel_centered_dot"), platform="cpu")
 
 
-def _tangent(t):
-    return ad.instantiate_zeros(t) if isinstance(t, ad.Zero) else t
-
-
-def _jvp_linear_in_pair(primitive, first_is_single):
-    """The JVP of a primitive ``f(a, b, c)`` linear in one operand and in the pair of the other two (together):
-    ``(v)`` and ``(x, m)`` for ``centered_scale(x, m, v)``; ``(a)`` and ``(x, m)`` for ``centered_dot(a, x, m)``."""
+def _jvp_linear_in_one_and_a_pair(primitive, single, pair):
+    """The JVP of a primitive linear in operand ``single`` and in the operands ``pair`` together: ``v`` and
+    ``(x, m)`` of ``centered_scale(x, m, v)``, ``a`` and ``(x, m)`` of ``centered_dot(a, x, m)``."""
     def jvp(primals, tangents):
-        out = primitive.bind(*primals)
-        if first_is_single:  # centered_dot(a | x, m)
-            (a, x, m), (da, dx, dm) = primals, tangents
-            terms = [] if isinstance(da, ad.Zero) else [primitive.bind(da, x, m)]
-            if not (isinstance(dx, ad.Zero) and isinstance(dm, ad.Zero)):
-                terms.append(primitive.bind(a, _tangent(dx), _tangent(dm)))
-        else:  # centered_scale(x, m | v)
-            (x, m, v), (dx, dm, dv) = primals, tangents
-            terms = [] if isinstance(dv, ad.Zero) else [primitive.bind(x, m, dv)]
-            if not (isinstance(dx, ad.Zero) and isinstance(dm, ad.Zero)):
-                terms.append(primitive.bind(_tangent(dx), _tangent(dm), v))
-        return out, terms[0] if len(terms) == 1 else terms[0] + terms[1]  # JAX asks only with a tangent
+        terms = []
+        if not isinstance(tangents[single], ad.Zero):
+            terms.append(primitive.bind(*[tangents[i] if i == single else p for i, p in enumerate(primals)]))
+        if not all(isinstance(tangents[i], ad.Zero) for i in pair):
+            terms.append(primitive.bind(*[ad.instantiate_zeros(tangents[i]) if i in pair else p
+                                          for i, p in enumerate(primals)]))
+        return primitive.bind(*primals), functools.reduce(operator.add, terms)  # JAX asks only with a tangent
     return jvp
 
 
 def _to_pair(ct_b, x, m):
-    """Cotangents of ``x`` and ``m`` from that of ``x - m`` (None for an operand that is not being transposed)."""
+    """Cotangents of ``x`` and ``m`` from ``ct_b``, that of ``x - m`` (None: a zero cotangent), None for an
+    operand that is not being transposed."""
+    if ct_b is None:
+        return [ad.Zero(a.aval) if ad.is_undefined_primal(a) else None for a in (x, m)]
     return [ct_b if ad.is_undefined_primal(x) else None,
             -_sum_p.bind(ct_b) if ad.is_undefined_primal(m) else None]
 
@@ -131,23 +128,17 @@ def _to_pair(ct_b, x, m):
 def _centered_scale_transpose(ct, x, m, v):
     if ad.is_undefined_primal(v):
         return [None, None, _zero_or(ct, v.aval, lambda: _centered_dot_p.bind(ct, x, m))]
-    if isinstance(ct, ad.Zero):
-        return [ad.Zero(x.aval) if ad.is_undefined_primal(x) else None,
-                ad.Zero(m.aval) if ad.is_undefined_primal(m) else None, None]
-    return [*_to_pair(_scale_p.bind(ct, v), x, m), None]
+    return [*_to_pair(None if isinstance(ct, ad.Zero) else _scale_p.bind(ct, v), x, m), None]
 
 
 def _centered_dot_transpose(ct, a, x, m):
     if ad.is_undefined_primal(a):
         return [_zero_or(ct, a.aval, lambda: _centered_scale_p.bind(x, m, ct)), None, None]
-    if isinstance(ct, ad.Zero):
-        return [None, ad.Zero(x.aval) if ad.is_undefined_primal(x) else None,
-                ad.Zero(m.aval) if ad.is_undefined_primal(m) else None]
-    return [None, *_to_pair(_scale_p.bind(a, ct), x, m)]
+    return [None, *_to_pair(None if isinstance(ct, ad.Zero) else _scale_p.bind(a, ct), x, m)]
 
 
-ad.primitive_jvps[_centered_scale_p] = _jvp_linear_in_pair(_centered_scale_p, first_is_single=False)
-ad.primitive_jvps[_centered_dot_p] = _jvp_linear_in_pair(_centered_dot_p, first_is_single=True)
+ad.primitive_jvps[_centered_scale_p] = _jvp_linear_in_one_and_a_pair(_centered_scale_p, single=2, pair=(0, 1))
+ad.primitive_jvps[_centered_dot_p] = _jvp_linear_in_one_and_a_pair(_centered_dot_p, single=0, pair=(1, 2))
 ad.primitive_transposes[_centered_scale_p] = _centered_scale_transpose
 ad.primitive_transposes[_centered_dot_p] = _centered_dot_transpose
 
@@ -162,20 +153,16 @@ def _batched(formula):
     return rule
 
 
-batching.primitive_batchers[_sum_p] = _batched(lambda a: jnp.sum(a, _rows_axes(a)[1:]))
-batching.primitive_batchers[_dot_p] = _batched(lambda a, b: jnp.sum(a * b, _rows_axes(a)[1:]))
-batching.primitive_batchers[_scale_p] = _batched(
-    lambda a, v: a * v.reshape(v.shape[0], *[1] * (a.ndim - 2), v.shape[-1]))
-batching.primitive_batchers[_broadcast_p] = _batched(
-    lambda v, *, shape: jnp.broadcast_to(v.reshape(v.shape[0], *[1] * (len(shape) - 1), v.shape[-1]),
-                                         (v.shape[0], *shape)))
-
-
 def _per_channel(v, ndim):
     """A batched (B, C) vector shaped to broadcast against a batched (B, ..., C) array of ``ndim`` axes."""
     return v.reshape(v.shape[0], *[1] * (ndim - 2), v.shape[-1])
 
 
+batching.primitive_batchers[_sum_p] = _batched(lambda a: jnp.sum(a, _rows_axes(a)[1:]))
+batching.primitive_batchers[_dot_p] = _batched(lambda a, b: jnp.sum(a * b, _rows_axes(a)[1:]))
+batching.primitive_batchers[_scale_p] = _batched(lambda a, v: a * _per_channel(v, a.ndim))
+batching.primitive_batchers[_broadcast_p] = _batched(
+    lambda v, *, shape: jnp.broadcast_to(_per_channel(v, len(shape) + 1), (v.shape[0], *shape)))
 batching.primitive_batchers[_centered_scale_p] = _batched(
     lambda x, m, v: (x - _per_channel(m, x.ndim)) * _per_channel(v, x.ndim))
 batching.primitive_batchers[_centered_dot_p] = _batched(
