@@ -1,5 +1,5 @@
-"""The entry points' process defaults: YNNPACK and the concurrency-optimized scheduler off, a persistent compilation cache; `import cnnjax` changes
-nothing in the process."""
+"""The entry points' process defaults: YNNPACK and the concurrency-optimized scheduler off, a persistent
+compilation cache; `import cnnjax` changes nothing in the process."""
 
 import os
 import subprocess
